@@ -1,0 +1,300 @@
+//! The single-photo pipeline: path → [`Photo`] → [`CheckedPhoto`] → [`RegionSet`] →
+//! [`SkinMaps`] → [`RegionMetrics`] → [`AnalysisDocument`].
+//!
+//! An [`Analyzer`] owns one ONNX session (sessions are not shareable across threads for
+//! running), so a batch creates one analyzer per worker.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::io::{LoadOptions, Photo, load_photo};
+use crate::metrics::{self, RegionMetrics};
+use crate::model::{SkinMaps, SkinModel, default_models_dir};
+use crate::quality::{CheckedPhoto, check_photo};
+use crate::regions::{RegionMask, RegionMode, RegionSet, Scale, ScaleSource};
+use crate::report::{
+    ANALYZE_SCHEMA_VERSION, AnalysisDocument, ErrorInfo, ImageInfo, ModelInfo, RegionReport,
+    Settings, Status, ToolInfo,
+};
+
+/// Settings of one analysis. `AnalyzeOptions::default()` gives the documented defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnalyzeOptions {
+    /// Pixels per millimetre of the photos, when known. Default: unknown (estimated from
+    /// the face, or the working scale is assumed and flagged).
+    pub px_per_mm: Option<f64>,
+    /// Which regions to measure. Default: `auto`.
+    pub regions: RegionMode,
+    /// Loading limits.
+    pub load: LoadOptions,
+    /// Folder holding the models and their manifests. Default: [`default_models_dir`].
+    pub models_dir: PathBuf,
+    /// Skin model name. Default: "skin-v1".
+    pub skin_model: String,
+    /// ONNX Runtime intra-op threads per analyzer. Default: 1 (batches parallelise across
+    /// photos instead).
+    pub intra_threads: usize,
+}
+
+impl Default for AnalyzeOptions {
+    fn default() -> Self {
+        AnalyzeOptions {
+            px_per_mm: None,
+            regions: RegionMode::Auto,
+            load: LoadOptions::default(),
+            models_dir: default_models_dir(),
+            skin_model: "skin-v1".into(),
+            intra_threads: 1,
+        }
+    }
+}
+
+impl AnalyzeOptions {
+    /// Checks ranges; called by [`Analyzer::new`].
+    pub fn validate(&self) -> Result<()> {
+        if let Some(s) = self.px_per_mm
+            && !(s.is_finite() && (0.5..=500.0).contains(&s))
+        {
+            return Err(Error::InvalidSetting {
+                name: "px-per-mm",
+                message: format!("{s} is outside 0.5..=500 pixels per millimetre"),
+            });
+        }
+        if self.load.max_pixels == 0 {
+            return Err(Error::InvalidSetting {
+                name: "max-pixels",
+                message: "must be at least 1".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Everything measured on one photo, with the intermediate values kept for overlays.
+#[derive(Debug, Clone)]
+pub struct Analysis {
+    /// The photo and its quality checks.
+    pub checked: CheckedPhoto,
+    /// Regions and scale.
+    pub regions: RegionSet,
+    /// The model's maps over the regions' bounding box.
+    pub maps: SkinMaps,
+    /// One entry per region, in the order of `regions.regions`.
+    pub metrics: Vec<RegionMetrics>,
+}
+
+/// Runs the pipeline on photos, one at a time.
+#[derive(Debug)]
+pub struct Analyzer {
+    options: AnalyzeOptions,
+    skin: SkinModel,
+}
+
+impl Analyzer {
+    /// Validates the options, loads ONNX Runtime and the skin model.
+    pub fn new(options: AnalyzeOptions) -> Result<Analyzer> {
+        options.validate()?;
+        let skin = SkinModel::load(
+            &options.models_dir,
+            &options.skin_model,
+            options.intra_threads,
+        )?;
+        Ok(Analyzer { options, skin })
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &AnalyzeOptions {
+        &self.options
+    }
+
+    /// The skin model (e.g. to change its tile size).
+    pub fn skin_model_mut(&mut self) -> &mut SkinModel {
+        &mut self.skin
+    }
+
+    /// Provenance of the model for reports.
+    pub fn model_info(&self) -> ModelInfo {
+        ModelInfo {
+            name: self.skin.manifest.name.clone(),
+            sha256: self.skin.session.sha256.clone(),
+            version: self.skin.manifest.version.clone(),
+            working_px_per_mm: self.skin.manifest.input.working_px_per_mm,
+            runtime: crate::runtime::runtime()
+                .expect("a session exists, so the runtime is loaded")
+                .clone(),
+        }
+    }
+
+    /// Loads and analyses one photo file.
+    pub fn analyze_path(&mut self, path: &Path) -> Result<Analysis> {
+        let photo = load_photo(path, &self.options.load)?;
+        self.analyze_photo(photo)
+    }
+
+    /// Analyses a photo already in memory.
+    pub fn analyze_photo(&mut self, photo: Photo) -> Result<Analysis> {
+        let checked = check_photo(photo);
+        let regions = self.find_regions(&checked)?;
+        let Some(crop) = regions.union_bbox() else {
+            return Err(Error::Decode {
+                path: checked.photo.path.clone(),
+                message: "no visible region to measure".into(),
+            });
+        };
+        let maps = self
+            .skin
+            .measure(&checked.photo.pixels, crop, regions.scale.px_per_mm)?;
+        let metrics = regions
+            .regions
+            .iter()
+            .map(|r| metrics::measure_region(&maps, r, &self.skin.manifest))
+            .collect();
+        Ok(Analysis {
+            checked,
+            regions,
+            maps,
+            metrics,
+        })
+    }
+
+    fn find_regions(&self, checked: &CheckedPhoto) -> Result<RegionSet> {
+        let photo = &checked.photo;
+        let working = self.skin.manifest.input.working_px_per_mm;
+        let mut notes = Vec::new();
+        match self.options.regions {
+            RegionMode::Face => {
+                return Err(Error::InvalidSetting {
+                    name: "regions",
+                    message: "face regions need the face detector and landmark models, which \
+                              this build does not have yet; use --regions whole"
+                        .into(),
+                });
+            }
+            RegionMode::Auto => notes.push(
+                "regions auto: face regions are not available in this build; measured the \
+                 whole frame"
+                    .to_string(),
+            ),
+            RegionMode::Whole => {}
+        }
+        let scale = match self.options.px_per_mm {
+            Some(px_per_mm) => Scale {
+                px_per_mm,
+                source: ScaleSource::User,
+                relative_uncertainty: None,
+            },
+            None => {
+                notes.push(format!(
+                    "scale unknown: assumed the model's working scale of {working} px/mm; \
+                     give --px-per-mm for physical sizes"
+                ));
+                Scale {
+                    px_per_mm: working,
+                    source: ScaleSource::Assumed,
+                    relative_uncertainty: None,
+                }
+            }
+        };
+        Ok(RegionSet {
+            regions: vec![RegionMask::whole(photo.width(), photo.height())],
+            scale,
+            mode_used: "whole".into(),
+            notes,
+        })
+    }
+
+    /// Analyses one file and always returns a document: failures are recorded in it.
+    pub fn document(&mut self, path: &Path) -> AnalysisDocument {
+        match self.analyze_path(path) {
+            Ok(analysis) => self.document_for(&analysis),
+            Err(error) => self.failed_document(path, &error),
+        }
+    }
+
+    fn settings(&self) -> Settings {
+        Settings {
+            regions: self.options.regions,
+            px_per_mm: self.options.px_per_mm,
+            max_pixels: self.options.load.max_pixels,
+        }
+    }
+
+    /// The document of a successful analysis.
+    pub fn document_for(&self, analysis: &Analysis) -> AnalysisDocument {
+        let photo = &analysis.checked.photo;
+        let scale = analysis.regions.scale;
+        let mut notes = analysis.regions.notes.clone();
+        notes.extend(analysis.checked.quality.notes.iter().cloned());
+        let mm2_per_px = 1.0 / (scale.px_per_mm * scale.px_per_mm);
+        let regions = analysis
+            .regions
+            .regions
+            .iter()
+            .zip(&analysis.metrics)
+            .map(|(r, m)| {
+                let pixel_count = r.pixel_count();
+                RegionReport {
+                    name: r.name.clone(),
+                    visible: r.visible,
+                    area_mm2: pixel_count as f64 * mm2_per_px,
+                    pixel_count,
+                    metrics: m.clone(),
+                }
+            })
+            .collect();
+        AnalysisDocument {
+            schema_version: ANALYZE_SCHEMA_VERSION,
+            tool: ToolInfo::current(),
+            status: Status::Ok,
+            error: None,
+            image: ImageInfo {
+                path: photo.path.clone(),
+                sha256: Some(photo.sha256.clone()),
+                width: Some(photo.width()),
+                height: Some(photo.height()),
+                px_per_mm: Some(scale.px_per_mm),
+                px_per_mm_source: Some(scale.source),
+                px_per_mm_uncertainty: scale.relative_uncertainty,
+                format: Some(photo.format.to_string()),
+                bits_per_channel: Some(photo.bits_per_channel),
+                source_color: Some(photo.source_color.clone()),
+                exif_orientation: Some(photo.exif_orientation),
+            },
+            model: self.model_info(),
+            settings: self.settings(),
+            quality: analysis.checked.quality.clone(),
+            regions_mode: Some(analysis.regions.mode_used.clone()),
+            regions,
+            notes,
+        }
+    }
+
+    /// The document of a photo that could not be analysed.
+    pub fn failed_document(&self, path: &Path, error: &Error) -> AnalysisDocument {
+        AnalysisDocument {
+            schema_version: ANALYZE_SCHEMA_VERSION,
+            tool: ToolInfo::current(),
+            status: Status::Failed,
+            error: Some(ErrorInfo::from(error)),
+            image: ImageInfo {
+                path: path.to_path_buf(),
+                sha256: crate::io::sha256_file(path).ok(),
+                width: None,
+                height: None,
+                px_per_mm: self.options.px_per_mm,
+                px_per_mm_source: self.options.px_per_mm.map(|_| ScaleSource::User),
+                px_per_mm_uncertainty: None,
+                format: None,
+                bits_per_channel: None,
+                source_color: None,
+                exif_orientation: None,
+            },
+            model: self.model_info(),
+            settings: self.settings(),
+            quality: Default::default(),
+            regions_mode: None,
+            regions: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! The `dermatrack` command: parses arguments into the library's settings, runs, prints, and
+//! folds per-photo outcomes into the exit code (0 all measured, 1 some input failed,
+//! 2 usage or setup error).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use dermatrack::analyze::{AnalyzeOptions, Analyzer};
+use dermatrack::io::LoadOptions;
+use dermatrack::regions::RegionMode;
+use dermatrack::report::Status;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "dermatrack",
+    version,
+    about = "Measure skin in clinical photos and track change across sessions"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Measure one photo and write the JSON analysis document.
+    Analyze(AnalyzeArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct AnalyzeArgs {
+    /// The photo (JPEG, PNG 8/16-bit or TIFF).
+    image: PathBuf,
+    /// Pixels per millimetre on the skin, if known (ruler, calibrated rig).
+    #[arg(long, value_name = "F")]
+    px_per_mm: Option<f64>,
+    /// Which regions to measure.
+    #[arg(long, value_enum, default_value_t = RegionsArg::Auto)]
+    regions: RegionsArg,
+    /// Write the JSON here instead of standard output.
+    #[arg(short = 'o', long = "output", value_name = "OUT.json")]
+    output: Option<PathBuf>,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(clap::Args, Debug)]
+struct CommonArgs {
+    /// Folder with the models and their manifests.
+    #[arg(long, value_name = "DIR")]
+    models: Option<PathBuf>,
+    /// Refuse images with more pixels than this (checked before decoding).
+    #[arg(long, value_name = "N", default_value_t = LoadOptions::default().max_pixels)]
+    max_pixels: u64,
+    /// ONNX Runtime threads (default: all cores for a single photo).
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum RegionsArg {
+    Face,
+    Whole,
+    Auto,
+}
+
+impl From<RegionsArg> for RegionMode {
+    fn from(r: RegionsArg) -> Self {
+        match r {
+            RegionsArg::Face => RegionMode::Face,
+            RegionsArg::Whole => RegionMode::Whole,
+            RegionsArg::Auto => RegionMode::Auto,
+        }
+    }
+}
+
+/// Why the program stopped without measuring: printed, exit code 2.
+struct SetupError(anyhow::Error);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Analyze(args) => analyze(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(SetupError(e)) => {
+            eprintln!("dermatrack: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn options(common: &CommonArgs) -> AnalyzeOptions {
+    let defaults = AnalyzeOptions::default();
+    AnalyzeOptions {
+        models_dir: common.models.clone().unwrap_or(defaults.models_dir.clone()),
+        load: LoadOptions {
+            max_pixels: common.max_pixels,
+            ..LoadOptions::default()
+        },
+        intra_threads: common
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        ..defaults
+    }
+}
+
+fn analyze(args: AnalyzeArgs) -> Result<ExitCode, SetupError> {
+    let options = AnalyzeOptions {
+        px_per_mm: args.px_per_mm,
+        regions: args.regions.into(),
+        ..options(&args.common)
+    };
+    let mut analyzer = Analyzer::new(options)
+        .context("cannot start the analysis")
+        .map_err(SetupError)?;
+    let document = analyzer.document(&args.image);
+    let failed = document.status == Status::Failed;
+    if let Some(error) = &document.error {
+        eprintln!("dermatrack: {}", error.message);
+    }
+    write_json(args.output.as_deref(), &document).map_err(SetupError)?;
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Writes pretty JSON to a file (atomically: temp file then rename) or to standard output.
+fn write_json(path: Option<&Path>, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let mut text = serde_json::to_string_pretty(value)?;
+    text.push('\n');
+    match path {
+        None => std::io::stdout()
+            .write_all(text.as_bytes())
+            .context("writing to standard output"),
+        Some(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+            }
+            let tmp = path.with_extension("json.part");
+            std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+            std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+        }
+    }
+}
