@@ -116,6 +116,19 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+
+    /// Face regions were required but no face was found (none detected, or the landmark
+    /// model rejected the detection). Close-ups of skin have no whole face to find.
+    #[error(
+        "{}no face found: {reason}; use --regions whole for close-ups",
+        .path.as_ref().map(|p| format!("{}: ", p.display())).unwrap_or_default()
+    )]
+    NoFace {
+        /// The photo's path, when known (the face stage itself sees only pixels).
+        path: Option<PathBuf>,
+        /// What failed, e.g. "the detector found no face".
+        reason: String,
+    },
 }
 
 impl Error {
@@ -133,6 +146,7 @@ impl Error {
             Error::Inference(_) => "inference",
             Error::InvalidSetting { .. } => "invalid_setting",
             Error::Write { .. } => "write",
+            Error::NoFace { .. } => "no_face",
         }
     }
 }

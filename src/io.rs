@@ -195,7 +195,12 @@ pub fn decode_photo(path: &Path, bytes: &[u8], options: &LoadOptions) -> Result<
     }
 
     let original = decoder.original_color_type();
-    let source_color = color_name(original);
+    // The JPEG decoder converts CMYK/YCCK to RGB and reports RGB; the frame header still says 4.
+    let source_color = if format == "jpeg" && jpeg_component_count(bytes) == Some(4) {
+        "cmyk".to_string()
+    } else {
+        color_name(original)
+    };
     if matches!(
         original,
         ExtendedColorType::L1
@@ -244,6 +249,31 @@ pub fn decode_photo(path: &Path, bytes: &[u8], options: &LoadOptions) -> Result<
 fn jpeg_has_end_marker(bytes: &[u8]) -> bool {
     let tail = &bytes[bytes.len().saturating_sub(4096)..];
     tail.windows(2).any(|w| w == [0xFF, 0xD9])
+}
+
+/// Number of color components in the first JPEG frame header (SOF0–SOF15 except DHT/JPG/DAC).
+fn jpeg_component_count(bytes: &[u8]) -> Option<u8> {
+    let mut i = 2; // after SOI
+    while i + 4 <= bytes.len() {
+        if bytes[i] != 0xFF {
+            return None;
+        }
+        let marker = bytes[i + 1];
+        if marker == 0xFF {
+            i += 1; // fill byte
+            continue;
+        }
+        let len = usize::from(u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]));
+        let is_sof = (0xC0..=0xCF).contains(&marker) && ![0xC4, 0xC8, 0xCC].contains(&marker);
+        if is_sof {
+            return bytes.get(i + 9).copied();
+        }
+        if marker == 0xDA {
+            return None; // start of scan before any frame header
+        }
+        i += 2 + len;
+    }
+    None
 }
 
 fn color_name(color: ExtendedColorType) -> String {

@@ -19,6 +19,7 @@
 
 pub mod analyze;
 pub mod error;
+pub mod face;
 pub mod io;
 pub mod metrics;
 pub mod model;

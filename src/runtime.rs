@@ -37,8 +37,10 @@ pub struct RuntimeInfo {
     pub library: PathBuf,
     /// How it was found: "ORT_DYLIB_PATH", "beside_executable", "repository", "python".
     pub found_by: String,
-    /// ONNX Runtime's own version string.
+    /// Version, from the library's file name (`libonnxruntime.so.1.31.1` → "1.31.1").
     pub version: String,
+    /// ONNX Runtime's build string (branch, commit id, build type).
+    pub build_info: String,
 }
 
 struct Loaded {
@@ -144,9 +146,10 @@ fn load() -> std::result::Result<Loaded, String> {
                     .with_telemetry(false)
                     .build()
                     .map_err(|e| format!("ONNX Runtime at {}: {e}", path.display()))?;
-                let version = ort::info()
-                    .split(',')
-                    .find_map(|part| part.trim().strip_prefix("git-branch=rel-"))
+                let version = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_prefix("libonnxruntime.so."))
                     .unwrap_or("unknown")
                     .to_string();
                 return Ok(Loaded {
@@ -154,6 +157,7 @@ fn load() -> std::result::Result<Loaded, String> {
                         library: path,
                         found_by: how.to_string(),
                         version,
+                        build_info: ort::info().trim().to_string(),
                     },
                     environment,
                 });
