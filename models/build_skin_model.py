@@ -56,7 +56,8 @@ Outputs (NCHW float32 [1, 8, H, W]; channel 7 is an addition to the 7-channel
 contract, appended last): melanin, hemoglobin, shading, pore_response,
 scar_response, melanin_excess, hemoglobin_excess, scar_energy.
 
-Usage:  python models/build_skin_model.py   (writes next to this file)
+Usage:  python models/build_skin_model.py [--out DIR]   (default: writes next to this file;
+        scripts/setup.sh builds into a temporary DIR and checks the bytes equal the committed files)
 """
 
 from __future__ import annotations
@@ -458,6 +459,13 @@ def sha256(path):
 
 
 def main():
+    global ONNX_PATH, MANIFEST_PATH
+    if len(sys.argv) == 3 and sys.argv[1] == "--out":
+        out = Path(sys.argv[2])
+        out.mkdir(parents=True, exist_ok=True)
+        ONNX_PATH, MANIFEST_PATH = out / ONNX_PATH.name, out / MANIFEST_PATH.name
+    elif len(sys.argv) != 1:
+        sys.exit("usage: build_skin_model.py [--out DIR]")
     # --- chromophore vectors -------------------------------------------------
     mel, hb = chromophore_vectors()
     mel = np.round(mel, VECTOR_DECIMALS)
