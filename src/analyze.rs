@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::io::{LoadOptions, Photo, load_photo};
-use crate::metrics::{self, RegionMetrics};
+use crate::metrics::{self, Detections, MetricSettings, RegionMetrics};
 use crate::model::{SkinMaps, SkinModel, default_models_dir};
 use crate::quality::{CheckedPhoto, check_photo};
 use crate::regions::{RegionMask, RegionMode, RegionSet, Scale, ScaleSource};
@@ -34,6 +34,8 @@ pub struct AnalyzeOptions {
     /// ONNX Runtime intra-op threads per analyzer. Default: 1 (batches parallelise across
     /// photos instead).
     pub intra_threads: usize,
+    /// Detection thresholds and sizes. Default: [`MetricSettings::default`].
+    pub metrics: MetricSettings,
 }
 
 impl Default for AnalyzeOptions {
@@ -45,6 +47,7 @@ impl Default for AnalyzeOptions {
             models_dir: default_models_dir(),
             skin_model: "skin-v1".into(),
             intra_threads: 1,
+            metrics: MetricSettings::default(),
         }
     }
 }
@@ -81,6 +84,9 @@ pub struct Analysis {
     pub maps: SkinMaps,
     /// One entry per region, in the order of `regions.regions`.
     pub metrics: Vec<RegionMetrics>,
+    /// What was detected in each region (working-scale masks), for overlays; `None` for
+    /// regions that were not scored.
+    pub detections: Vec<Option<Detections>>,
 }
 
 /// Runs the pipeline on photos, one at a time.
@@ -144,16 +150,17 @@ impl Analyzer {
         let maps = self
             .skin
             .measure(&checked.photo.pixels, crop, regions.scale.px_per_mm)?;
-        let metrics = regions
+        let (metrics, detections) = regions
             .regions
             .iter()
-            .map(|r| metrics::measure_region(&maps, r, &self.skin.manifest))
-            .collect();
+            .map(|r| metrics::measure_region(&maps, r, &self.options.metrics))
+            .unzip();
         Ok(Analysis {
             checked,
             regions,
             maps,
             metrics,
+            detections,
         })
     }
 
@@ -216,6 +223,7 @@ impl Analyzer {
             regions: self.options.regions,
             px_per_mm: self.options.px_per_mm,
             max_pixels: self.options.load.max_pixels,
+            metrics: self.options.metrics.clone(),
         }
     }
 

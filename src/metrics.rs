@@ -7,7 +7,7 @@
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{SkinManifest, SkinMaps, srgb_to_linear};
+use crate::model::{SkinMaps, srgb_to_linear};
 use crate::regions::RegionMask;
 
 /// Constitutive skin tone in CIELAB (D65) and the Individual Typology Angle.
@@ -104,6 +104,54 @@ pub struct RegionMetrics {
     pub tone: Option<Tone>,
 }
 
+/// Detection settings. The defaults were calibrated on phantoms (`tests/accuracy.rs`,
+/// `examples/accuracy_report.rs`); every length is in millimetres so the settings do not
+/// depend on the model's working scale.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricSettings {
+    /// A pore is a connected set of pixels with `pore_response` above this (OD). Default 0.04.
+    pub pore_threshold: f32,
+    /// Largest pore diameter, mm; larger dark spots are scars or shadows. Default 0.6.
+    pub pore_max_diameter_mm: f64,
+    /// Smallest pore diameter counted, mm. Default 0.08.
+    pub pore_min_diameter_mm: f64,
+    /// A scar is a connected set with `scar_energy` above this (OD RMS). Default 0.03.
+    pub scar_threshold: f32,
+    /// Smallest scar diameter, mm (atrophic scars start where pores end). Default 0.5.
+    pub scar_min_diameter_mm: f64,
+    /// Gaussian pre-smoothing of the `*_excess` maps, mm: the chromophore projection amplifies
+    /// pixel noise about 5×, and macules are millimetre-sized. Default 0.3.
+    pub excess_smoothing_mm: f64,
+    /// A pigmented macule is a connected set with smoothed `melanin_excess` above this.
+    /// Default 0.06.
+    pub pigment_threshold: f32,
+    /// Smallest macule area, mm². Default 0.8 (a 1-mm macule).
+    pub pigment_min_area_mm2: f64,
+    /// An erythema patch is a connected set with smoothed `hemoglobin_excess` above this.
+    /// Default 0.05.
+    pub redness_threshold: f32,
+    /// Smallest erythema patch, mm². Default 0.8.
+    pub redness_min_area_mm2: f64,
+}
+
+impl Default for MetricSettings {
+    fn default() -> Self {
+        MetricSettings {
+            pore_threshold: 0.04,
+            pore_max_diameter_mm: 0.6,
+            pore_min_diameter_mm: 0.08,
+            scar_threshold: 0.03,
+            scar_min_diameter_mm: 0.5,
+            excess_smoothing_mm: 0.3,
+            pigment_threshold: 0.06,
+            pigment_min_area_mm2: 0.8,
+            redness_threshold: 0.05,
+            redness_min_area_mm2: 0.8,
+        }
+    }
+}
+
 /// The region's mask resampled onto the maps' working-scale grid (nearest neighbour on pixel
 /// centres), so every working pixel is either in or out.
 pub fn working_mask(maps: &SkinMaps, region: &RegionMask) -> Array2<bool> {
@@ -125,20 +173,286 @@ pub fn working_mask(maps: &SkinMaps, region: &RegionMask) -> Array2<bool> {
     })
 }
 
+/// The detections of one region, kept for overlays (working-scale pixel masks).
+#[derive(Debug, Clone)]
+pub struct Detections {
+    /// Pore pixels.
+    pub pores: Array2<bool>,
+    /// Pigmented macule pixels.
+    pub pigment: Array2<bool>,
+    /// Scar pixels.
+    pub scars: Array2<bool>,
+    /// Erythema pixels.
+    pub redness: Array2<bool>,
+}
+
 /// Measures one region. Hidden regions get no metrics.
 pub fn measure_region(
     maps: &SkinMaps,
     region: &RegionMask,
-    _manifest: &SkinManifest,
-) -> RegionMetrics {
+    settings: &MetricSettings,
+) -> (RegionMetrics, Option<Detections>) {
     if !region.visible {
-        return RegionMetrics::default();
+        return (RegionMetrics::default(), None);
     }
     let mask = working_mask(maps, region);
-    RegionMetrics {
-        tone: region_tone(maps, &mask),
-        ..RegionMetrics::default()
+    let n = mask.iter().filter(|&&m| m).count();
+    if n == 0 {
+        return (RegionMetrics::default(), None);
     }
+    let px_per_mm = maps.px_per_mm;
+    let mm2_per_px = 1.0 / (px_per_mm * px_per_mm);
+    let area_mm2 = n as f64 * mm2_per_px;
+    let channel = |name: &str| {
+        maps.channel(name)
+            .unwrap_or_else(|| panic!("skin model manifest lacks channel {name}"))
+    };
+
+    // Scars first: their footprint is excluded from pore detection, so a scar's dark floor
+    // is not also counted as a cluster of pores.
+    let scar_blobs = components(&threshold(channel("scar_energy"), &mask, settings.scar_threshold));
+    let min_scar_px = disk_area_px(settings.scar_min_diameter_mm, px_per_mm);
+    let scars: Vec<Blob> = scar_blobs
+        .into_iter()
+        .filter(|b| b.len() as f64 >= min_scar_px)
+        .collect();
+    let scar_mask = paint(&scars, mask.dim());
+
+    let pore_response = channel("pore_response");
+    let mut pore_candidates = threshold(pore_response, &mask, settings.pore_threshold);
+    pore_candidates.zip_mut_with(&scar_mask, |p, &s| *p &= !s);
+    let (min_pore, max_pore) = (
+        disk_area_px(settings.pore_min_diameter_mm, px_per_mm),
+        disk_area_px(settings.pore_max_diameter_mm, px_per_mm),
+    );
+    let pores: Vec<Blob> = components(&pore_candidates)
+        .into_iter()
+        .map(|b| half_max_extent(&b, pore_response, &mask))
+        .filter(|b| (min_pore..=max_pore).contains(&(b.len() as f64)))
+        .collect();
+
+    let sigma_px = (settings.excess_smoothing_mm * px_per_mm) as f32;
+    let melanin_excess = smooth(channel("melanin_excess"), sigma_px);
+    let pigment: Vec<Blob> =
+        components(&threshold(melanin_excess.view(), &mask, settings.pigment_threshold))
+            .into_iter()
+            .filter(|b| b.len() as f64 * mm2_per_px >= settings.pigment_min_area_mm2)
+            .collect();
+    let hemoglobin_excess = smooth(channel("hemoglobin_excess"), sigma_px);
+    let redness: Vec<Blob> =
+        components(&threshold(hemoglobin_excess.view(), &mask, settings.redness_threshold))
+            .into_iter()
+            .filter(|b| b.len() as f64 * mm2_per_px >= settings.redness_min_area_mm2)
+            .collect();
+
+    let fraction = |blobs: &[Blob]| blobs.iter().map(Blob::len).sum::<usize>() as f64 / n as f64;
+    let mean_over = |blobs: &[Blob], map: ndarray::ArrayView2<'_, f32>| {
+        let (sum, count) = blobs
+            .iter()
+            .flat_map(|b| b.pixels.iter())
+            .fold((0f64, 0usize), |(s, c), &(y, x)| (s + f64::from(map[[y, x]]), c + 1));
+        if count == 0 { 0.0 } else { sum / count as f64 }
+    };
+
+    let pore_fraction = fraction(&pores);
+    let mean_diameter_mm = if pores.is_empty() {
+        0.0
+    } else {
+        pores
+            .iter()
+            .map(|b| 2.0 * (b.len() as f64 / std::f64::consts::PI).sqrt() / px_per_mm)
+            .sum::<f64>()
+            / pores.len() as f64
+    };
+    let pigment_fraction = fraction(&pigment);
+    let pigment_contrast = mean_over(&pigment, melanin_excess.view());
+    let scar_fraction = fraction(&scars);
+    let red_fraction = fraction(&redness);
+    let red_contrast = mean_over(&redness, hemoglobin_excess.view());
+    let hemoglobin = channel("hemoglobin");
+    let erythema_index = mask
+        .indexed_iter()
+        .filter(|(_, m)| **m)
+        .map(|(i, _)| f64::from(hemoglobin[i]))
+        .sum::<f64>()
+        / n as f64;
+
+    let metrics = RegionMetrics {
+        pores: Some(Pores {
+            count: pores.len() as u32,
+            density_per_cm2: pores.len() as f64 / (area_mm2 / 100.0),
+            mean_diameter_mm,
+            area_fraction: pore_fraction,
+            severity: severity::pores(pore_fraction),
+        }),
+        hyperpigmentation: Some(Hyperpigmentation {
+            spot_count: pigment.len() as u32,
+            area_fraction: pigment_fraction,
+            mean_contrast: pigment_contrast,
+            severity: severity::patches(pigment_fraction, pigment_contrast),
+        }),
+        scarring: Some(Scarring {
+            count: scars.len() as u32,
+            area_fraction: scar_fraction,
+            severity: severity::scars(scar_fraction),
+        }),
+        redness: Some(Redness {
+            erythema_index,
+            area_fraction: red_fraction,
+            severity: severity::patches(red_fraction, red_contrast),
+        }),
+        tone: region_tone(maps, &mask),
+    };
+    let detections = Detections {
+        pores: paint(&pores, mask.dim()),
+        pigment: paint(&pigment, mask.dim()),
+        scars: scar_mask,
+        redness: paint(&redness, mask.dim()),
+    };
+    (metrics, Some(detections))
+}
+
+/// Severity scores: 0 (none) … 100 (most severe), strictly increasing in their inputs and
+/// saturating, so no score is inflated by an unbounded quantity. Each scale constant is the
+/// input that scores 63 (1 − 1/e); they are documented in the README.
+pub mod severity {
+    /// Pore area fraction that scores 63: 3% of the skin covered by pore openings.
+    pub const PORE_SCALE: f64 = 0.03;
+    /// Scar area fraction that scores 63: 5% of the skin covered by atrophic scars.
+    pub const SCAR_SCALE: f64 = 0.05;
+    /// Area fraction × contrast (OD) that scores 63 for pigment and redness patches:
+    /// e.g. 10% of the area at 0.15 OD excess.
+    pub const PATCH_SCALE: f64 = 0.015;
+
+    fn saturate(x: f64, scale: f64) -> f64 {
+        100.0 * (1.0 - (-x.max(0.0) / scale).exp())
+    }
+
+    /// Pores: from the fraction of skin covered by pore openings (counts and sizes together).
+    pub fn pores(area_fraction: f64) -> f64 {
+        saturate(area_fraction, PORE_SCALE)
+    }
+
+    /// Atrophic scars: from the fraction of skin covered.
+    pub fn scars(area_fraction: f64) -> f64 {
+        saturate(area_fraction, SCAR_SCALE)
+    }
+
+    /// Pigment or redness patches: area × mean contrast, the two factors of mMASI's
+    /// area and darkness terms (Pandya et al. 2011) in measured rather than graded form.
+    pub fn patches(area_fraction: f64, mean_contrast: f64) -> f64 {
+        saturate(area_fraction * mean_contrast.max(0.0), PATCH_SCALE)
+    }
+}
+
+/// A connected set of working-scale pixels `(y, x)`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Blob {
+    pixels: Vec<(usize, usize)>,
+}
+
+impl Blob {
+    fn len(&self) -> usize {
+        self.pixels.len()
+    }
+}
+
+fn disk_area_px(diameter_mm: f64, px_per_mm: f64) -> f64 {
+    let r = diameter_mm * px_per_mm / 2.0;
+    std::f64::consts::PI * r * r
+}
+
+fn threshold(map: ndarray::ArrayView2<'_, f32>, mask: &Array2<bool>, t: f32) -> Array2<bool> {
+    let mut out = Array2::from_elem(mask.dim(), false);
+    ndarray::Zip::from(&mut out)
+        .and(map)
+        .and(mask)
+        .for_each(|o, &v, &m| *o = m && v > t);
+    out
+}
+
+fn paint(blobs: &[Blob], dim: (usize, usize)) -> Array2<bool> {
+    let mut out = Array2::from_elem(dim, false);
+    for &(y, x) in blobs.iter().flat_map(|b| b.pixels.iter()) {
+        out[[y, x]] = true;
+    }
+    out
+}
+
+/// 8-connected components of a binary map, in raster order of their first pixel.
+pub(crate) fn components(binary: &Array2<bool>) -> Vec<Blob> {
+    let (h, w) = binary.dim();
+    let mut seen = Array2::from_elem((h, w), false);
+    let mut blobs = Vec::new();
+    let mut stack = Vec::new();
+    for ((y, x), &on) in binary.indexed_iter() {
+        if !on || seen[[y, x]] {
+            continue;
+        }
+        let mut blob = Blob::default();
+        seen[[y, x]] = true;
+        stack.push((y, x));
+        while let Some((cy, cx)) = stack.pop() {
+            blob.pixels.push((cy, cx));
+            for ny in cy.saturating_sub(1)..=(cy + 1).min(h - 1) {
+                for nx in cx.saturating_sub(1)..=(cx + 1).min(w - 1) {
+                    if binary[[ny, nx]] && !seen[[ny, nx]] {
+                        seen[[ny, nx]] = true;
+                        stack.push((ny, nx));
+                    }
+                }
+            }
+        }
+        blobs.push(blob);
+    }
+    blobs
+}
+
+/// The extent of a detected spot at half its peak response: the connected set around the
+/// peak where the response is at least half of it. Unlike a fixed threshold, this size does
+/// not grow with contrast, so a deeper pore is not reported as a wider one.
+fn half_max_extent(
+    blob: &Blob,
+    response: ndarray::ArrayView2<'_, f32>,
+    mask: &Array2<bool>,
+) -> Blob {
+    let (h, w) = response.dim();
+    let &(py, px) = blob
+        .pixels
+        .iter()
+        .max_by(|a, b| response[**a].total_cmp(&response[**b]))
+        .expect("components are non-empty");
+    let half = 0.5 * response[[py, px]];
+    // Pores are small: search a bounded window so a pathological map cannot flood the image.
+    const REACH: usize = 16;
+    let (y0, x0) = (py.saturating_sub(REACH), px.saturating_sub(REACH));
+    let (y1, x1) = ((py + REACH + 1).min(h), (px + REACH + 1).min(w));
+    let mut inside = Array2::from_elem((y1 - y0, x1 - x0), false);
+    for y in y0..y1 {
+        for x in x0..x1 {
+            inside[[y - y0, x - x0]] = mask[[y, x]] && response[[y, x]] >= half;
+        }
+    }
+    components(&inside)
+        .into_iter()
+        .find(|b| b.pixels.contains(&(py - y0, px - x0)))
+        .map(|b| Blob {
+            pixels: b.pixels.iter().map(|&(y, x)| (y + y0, x + x0)).collect(),
+        })
+        .unwrap_or_default()
+}
+
+/// Gaussian smoothing of one map (imageproc's separable kernel, edges clamped).
+fn smooth(map: ndarray::ArrayView2<'_, f32>, sigma_px: f32) -> Array2<f32> {
+    let (h, w) = map.dim();
+    if sigma_px <= 0.0 {
+        return map.to_owned();
+    }
+    let img = image::ImageBuffer::<image::Luma<f32>, Vec<f32>>::from_fn(w as u32, h as u32, |x, y| {
+        image::Luma([map[[y as usize, x as usize]]])
+    });
+    let blurred = imageproc::filter::gaussian_blur_f32(&img, sigma_px);
+    Array2::from_shape_vec((h, w), blurred.into_raw()).expect("same size")
 }
 
 /// Tone from the mean linear color of the region (averaging in linear light, as a
@@ -202,6 +516,48 @@ pub fn tone_from_lab(lab: [f64; 3]) -> Tone {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn components_are_eight_connected() {
+        let mut b = Array2::from_elem((5, 6), false);
+        for (y, x) in [(0, 0), (1, 1), (2, 2), (0, 5), (4, 0), (4, 1)] {
+            b[[y, x]] = true;
+        }
+        let blobs = components(&b);
+        let sizes: Vec<usize> = blobs.iter().map(Blob::len).collect();
+        assert_eq!(sizes, vec![3, 1, 2]);
+    }
+
+    #[test]
+    fn half_max_extent_does_not_grow_with_contrast() {
+        // A blurred disk of radius 3 at two contrasts: the half-max extent is the same.
+        let make = |amp: f32| {
+            Array2::from_shape_fn((41, 41), |(y, x)| {
+                let r = (((y as f32 - 20.0).powi(2) + (x as f32 - 20.0).powi(2)).sqrt() - 3.0)
+                    / 0.8;
+                amp / (1.0 + r.exp())
+            })
+        };
+        let mask = Array2::from_elem((41, 41), true);
+        let seed = Blob { pixels: vec![(20, 20)] };
+        let a = half_max_extent(&seed, make(0.05).view(), &mask).len();
+        let b = half_max_extent(&seed, make(0.5).view(), &mask).len();
+        assert_eq!(a, b);
+        // ≈ π·3² pixels.
+        assert!((a as f64 - 28.3).abs() < 6.0, "{a}");
+    }
+
+    #[test]
+    fn severities_are_monotone_and_bounded() {
+        let xs = [0.0, 0.001, 0.01, 0.05, 0.2, 1.0];
+        for f in [severity::pores, severity::scars] {
+            let ys: Vec<f64> = xs.iter().map(|&x| f(x)).collect();
+            assert_eq!(ys[0], 0.0);
+            assert!(ys.windows(2).all(|w| w[1] > w[0]) && ys[5] <= 100.0, "{ys:?}");
+        }
+        assert!(severity::patches(0.1, 0.2) > severity::patches(0.1, 0.1));
+        assert!(severity::patches(0.2, 0.1) > severity::patches(0.1, 0.1));
+    }
 
     #[test]
     fn lab_of_white_and_mid_gray() {

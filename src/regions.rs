@@ -75,6 +75,248 @@ impl RegionMask {
         }
         b
     }
+
+    /// Mean `(x, y)` of the pixel centres inside the mask, or `None` if empty.
+    pub fn centroid(&self) -> Option<(f64, f64)> {
+        let (w, _) = self.mask.dimensions();
+        let (mut n, mut sx, mut sy) = (0u64, 0f64, 0f64);
+        for (i, &v) in self.mask.as_raw().iter().enumerate() {
+            if v != 0 {
+                n += 1;
+                sx += f64::from((i as u32) % w) + 0.5;
+                sy += f64::from((i as u32) / w) + 0.5;
+            }
+        }
+        (n > 0).then(|| (sx / n as f64, sy / n as f64))
+    }
+
+    /// A region filled from a polygon in pixel coordinates (see [`fill_polygon`]).
+    pub fn from_polygon(name: &str, width: u32, height: u32, polygon: &[[f32; 2]]) -> RegionMask {
+        let mut mask = GrayImage::new(width, height);
+        fill_polygon(&mut mask, polygon, 255);
+        RegionMask {
+            name: name.to_string(),
+            mask,
+            visible: true,
+        }
+    }
+}
+
+/// Calls `span(y, x0, x1)` for every run of pixels `x0..x1` in row `y` whose centre
+/// `(x + 0.5, y + 0.5)` lies inside `polygon` (even-odd rule), clipped to `width × height`.
+///
+/// Why pixel centres and even-odd: the result depends only on the polygon, not on the order
+/// regions are drawn or on vertex rounding, so two polygons sharing an edge never both claim a
+/// pixel on it, and a mask rotated with its photo keeps its area (to within the boundary
+/// pixels). Coordinates are continuous: pixel `(i, j)` covers `[i, i+1) × [j, j+1)`.
+pub fn polygon_spans(
+    polygon: &[[f32; 2]],
+    width: u32,
+    height: u32,
+    mut span: impl FnMut(u32, u32, u32),
+) {
+    if polygon.len() < 3 || width == 0 || height == 0 {
+        return;
+    }
+    let ys = polygon.iter().map(|p| f64::from(p[1]));
+    let (lo, hi) = ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), y| {
+        (lo.min(y), hi.max(y))
+    });
+    if !(lo.is_finite() && hi.is_finite()) {
+        return;
+    }
+    // Rows whose centre can be inside: y + 0.5 in [lo, hi].
+    let y0 = (lo - 0.5).ceil().max(0.0) as u32;
+    let y1 = ((hi - 0.5).floor() + 1.0).clamp(0.0, f64::from(height)) as u32;
+    let mut xs: Vec<f64> = Vec::new();
+    for y in y0..y1 {
+        let yc = f64::from(y) + 0.5;
+        xs.clear();
+        for (i, a) in polygon.iter().enumerate() {
+            let b = polygon[(i + 1) % polygon.len()];
+            let (ax, ay, bx, by) = (
+                f64::from(a[0]),
+                f64::from(a[1]),
+                f64::from(b[0]),
+                f64::from(b[1]),
+            );
+            // Half-open in y: an edge counts when the centre line crosses [min y, max y).
+            if (ay <= yc) != (by <= yc) {
+                xs.push(ax + (yc - ay) * (bx - ax) / (by - ay));
+            }
+        }
+        xs.sort_by(f64::total_cmp);
+        for pair in xs.chunks_exact(2) {
+            // Pixels whose centre x + 0.5 lies in [pair[0], pair[1]).
+            let x0 = (pair[0] - 0.5).ceil().clamp(0.0, f64::from(width)) as u32;
+            let x1 = (pair[1] - 0.5).ceil().clamp(0.0, f64::from(width)) as u32;
+            if x1 > x0 {
+                span(y, x0, x1);
+            }
+        }
+    }
+}
+
+/// Sets every pixel whose centre lies inside `polygon` to `value` (see [`polygon_spans`]).
+pub fn fill_polygon(mask: &mut GrayImage, polygon: &[[f32; 2]], value: u8) {
+    let (w, h) = mask.dimensions();
+    polygon_spans(polygon, w, h, |y, x0, x1| {
+        let row = y as usize * w as usize;
+        mask.as_mut()[row + x0 as usize..row + x1 as usize].fill(value);
+    });
+}
+
+/// Names of the first two regions found to share a pixel, or `None` when the masks are
+/// disjoint. Regions must not overlap: a pixel counted twice would weigh twice in any
+/// face-level summary.
+pub fn first_overlap(regions: &[RegionMask]) -> Option<(String, String)> {
+    for (i, a) in regions.iter().enumerate() {
+        for b in &regions[i + 1..] {
+            let shared = a
+                .mask
+                .as_raw()
+                .iter()
+                .zip(b.mask.as_raw())
+                .any(|(&p, &q)| p != 0 && q != 0);
+            if shared {
+                return Some((a.name.clone(), b.name.clone()));
+            }
+        }
+    }
+    None
+}
+
+/// Most regions a custom-regions file may define: each is a full-resolution mask.
+pub const MAX_CUSTOM_REGIONS: usize = 32;
+
+/// The setting name used in errors about a custom-regions file.
+const CUSTOM_REGIONS_SETTING: &str = "regions-file";
+
+/// A custom-regions file: `{"regions": [{"name": "...", "polygon": [[x, y], ...]}]}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomRegionsFile {
+    /// The regions, in report order.
+    pub regions: Vec<CustomRegion>,
+}
+
+/// One user-drawn region.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomRegion {
+    /// Name: non-empty, ASCII letters, digits, `_` and `-` only (it becomes a JSON key and a
+    /// CSV column), unique within the file.
+    pub name: String,
+    /// Outline `[x, y]` in photo pixels of the upright photo (after EXIF orientation),
+    /// continuous coordinates (pixel `(i, j)` covers `[i, i+1) × [j, j+1)`); at least three
+    /// points; closed implicitly.
+    pub polygon: Vec<[f64; 2]>,
+}
+
+/// Reads a custom-regions JSON file (see [`CustomRegionsFile`]) and rasterizes it for a
+/// `width × height` photo.
+///
+/// Why custom regions: a treated lesion, a test patch or a body site has no landmark
+/// definition; the clinician draws it once and the same polygon is applied to every session of
+/// a registered series. Refused, with the file and the offending region named: unknown keys,
+/// more than [`MAX_CUSTOM_REGIONS`] regions, invalid or duplicate names, polygons with fewer
+/// than three points or non-finite coordinates, polygons covering no pixel of the photo, and
+/// regions sharing pixels (every pixel must belong to at most one region).
+pub fn load_custom_regions(path: &std::path::Path, width: u32, height: u32) -> crate::Result<Vec<RegionMask>> {
+    let text = std::fs::read_to_string(path).map_err(|source| crate::Error::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let invalid = |message: String| crate::Error::InvalidSetting {
+        name: CUSTOM_REGIONS_SETTING,
+        message: format!("{}: {message}", path.display()),
+    };
+    let file: CustomRegionsFile = serde_json::from_str(&text).map_err(|e| {
+        invalid(format!(
+            "not a custom-regions file ({e}); expected {{\"regions\": [{{\"name\": \"...\", \
+             \"polygon\": [[x, y], ...]}}]}}"
+        ))
+    })?;
+    custom_region_masks(&file, width, height).map_err(invalid)
+}
+
+/// Validates and rasterizes parsed custom regions; errors are messages without the path.
+pub fn custom_region_masks(
+    file: &CustomRegionsFile,
+    width: u32,
+    height: u32,
+) -> std::result::Result<Vec<RegionMask>, String> {
+    if file.regions.is_empty() {
+        return Err("defines no region".into());
+    }
+    if file.regions.len() > MAX_CUSTOM_REGIONS {
+        return Err(format!(
+            "defines {} regions; at most {MAX_CUSTOM_REGIONS} are allowed",
+            file.regions.len()
+        ));
+    }
+    let mut masks: Vec<RegionMask> = Vec::with_capacity(file.regions.len());
+    for (i, region) in file.regions.iter().enumerate() {
+        let name = &region.name;
+        let valid_name = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !valid_name {
+            return Err(format!(
+                "region {} has name {name:?}; names must be 1-64 characters from A-Z, a-z, \
+                 0-9, '_' and '-'",
+                i + 1
+            ));
+        }
+        if masks.iter().any(|m| &m.name == name) {
+            return Err(format!("region name {name:?} is used twice; names must be unique"));
+        }
+        if region.polygon.len() < 3 {
+            return Err(format!(
+                "region {name:?} has {} point(s); a polygon needs at least 3",
+                region.polygon.len()
+            ));
+        }
+        if let Some(p) = region
+            .polygon
+            .iter()
+            .find(|p| !(p[0].is_finite() && p[1].is_finite() && p[0].abs() < 1e7 && p[1].abs() < 1e7))
+        {
+            return Err(format!(
+                "region {name:?} has the point [{}, {}]; coordinates must be finite pixel \
+                 positions",
+                p[0], p[1]
+            ));
+        }
+        let polygon: Vec<[f32; 2]> = region
+            .polygon
+            .iter()
+            .map(|p| [p[0] as f32, p[1] as f32])
+            .collect();
+        let mask = RegionMask::from_polygon(name, width, height, &polygon);
+        if mask.pixel_count() == 0 {
+            return Err(format!(
+                "region {name:?} covers no pixel of the {width}×{height} photo (coordinates are \
+                 pixels of the upright photo)"
+            ));
+        }
+        if let Some(other) = masks.iter().find(|m| {
+            m.mask
+                .as_raw()
+                .iter()
+                .zip(mask.mask.as_raw())
+                .any(|(&p, &q)| p != 0 && q != 0)
+        }) {
+            return Err(format!(
+                "regions {:?} and {name:?} overlap; custom regions must not share pixels",
+                other.name
+            ));
+        }
+        masks.push(mask);
+    }
+    Ok(masks)
 }
 
 /// Which regions to measure, as asked on the command line.

@@ -115,6 +115,8 @@ pub struct Settings {
     pub px_per_mm: Option<f64>,
     /// Decompression-bomb limit in pixels.
     pub max_pixels: u64,
+    /// Detection thresholds and sizes.
+    pub metrics: crate::metrics::MetricSettings,
 }
 
 /// One region's measurements.

@@ -99,6 +99,7 @@ struct Settings {
     regions: String,
     px_per_mm: Option<f64>,
     max_pixels: u64,
+    metrics: dermatrack::metrics::MetricSettings,
 }
 
 #[derive(Debug, Deserialize)]
