@@ -11,6 +11,7 @@
 //! | ONNX skin model at physical scale | [`model`] | [`model::SkinMaps`] |
 //! | per-region numbers | [`metrics`] | [`metrics::RegionMetrics`] |
 //! | JSON documents | [`report`] | [`report::AnalysisDocument`] |
+//! | pictures of what was counted | [`overlay`] | an RGB image |
 //!
 //! [`analyze::Analyzer`] chains them for one photo. ONNX Runtime is loaded at run time
 //! ([`runtime`]). The library has no command-line dependencies; the `dermatrack` binary is a
@@ -23,6 +24,7 @@ pub mod face;
 pub mod io;
 pub mod metrics;
 pub mod model;
+pub mod overlay;
 pub mod phantom;
 pub mod quality;
 pub mod reference;

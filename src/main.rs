@@ -43,6 +43,9 @@ struct AnalyzeArgs {
     /// Write the JSON here instead of standard output.
     #[arg(short = 'o', long = "output", value_name = "OUT.json")]
     output: Option<PathBuf>,
+    /// Also draw what was counted (pores, pigment, scars, redness, region outlines) as a PNG.
+    #[arg(long, value_name = "OUT.png")]
+    overlay: Option<PathBuf>,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -118,7 +121,15 @@ fn analyze(args: AnalyzeArgs) -> Result<ExitCode, SetupError> {
     let mut analyzer = Analyzer::new(options)
         .context("cannot start the analysis")
         .map_err(SetupError)?;
-    let document = analyzer.document(&args.image);
+    let document = match analyzer.analyze_path(&args.image) {
+        Ok(analysis) => {
+            if let Some(path) = &args.overlay {
+                save_png(path, &dermatrack::overlay::render(&analysis)).map_err(SetupError)?;
+            }
+            analyzer.document_for(&analysis)
+        }
+        Err(error) => analyzer.failed_document(&args.image, &error),
+    };
     let failed = document.status == Status::Failed;
     if let Some(error) = &document.error {
         eprintln!("dermatrack: {}", error.message);
@@ -129,6 +140,18 @@ fn analyze(args: AnalyzeArgs) -> Result<ExitCode, SetupError> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Writes a PNG atomically (temp file then rename), creating the folder.
+fn save_png(path: &Path, image: &image::RgbImage) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let tmp = path.with_extension("png.part");
+    image
+        .save_with_format(&tmp, image::ImageFormat::Png)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Writes pretty JSON to a file (atomically: temp file then rename) or to standard output.
