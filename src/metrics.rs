@@ -210,7 +210,11 @@ pub fn measure_region(
 
     // Scars first: their footprint is excluded from pore detection, so a scar's dark floor
     // is not also counted as a cluster of pores.
-    let scar_blobs = components(&threshold(channel("scar_energy"), &mask, settings.scar_threshold));
+    let scar_blobs = components(&threshold(
+        channel("scar_energy"),
+        &mask,
+        settings.scar_threshold,
+    ));
     let min_scar_px = disk_area_px(settings.scar_min_diameter_mm, px_per_mm);
     let scars: Vec<Blob> = scar_blobs
         .into_iter()
@@ -233,24 +237,32 @@ pub fn measure_region(
 
     let sigma_px = (settings.excess_smoothing_mm * px_per_mm) as f32;
     let melanin_excess = smooth(channel("melanin_excess"), sigma_px);
-    let pigment: Vec<Blob> =
-        components(&threshold(melanin_excess.view(), &mask, settings.pigment_threshold))
-            .into_iter()
-            .filter(|b| b.len() as f64 * mm2_per_px >= settings.pigment_min_area_mm2)
-            .collect();
+    let pigment: Vec<Blob> = components(&threshold(
+        melanin_excess.view(),
+        &mask,
+        settings.pigment_threshold,
+    ))
+    .into_iter()
+    .filter(|b| b.len() as f64 * mm2_per_px >= settings.pigment_min_area_mm2)
+    .collect();
     let hemoglobin_excess = smooth(channel("hemoglobin_excess"), sigma_px);
-    let redness: Vec<Blob> =
-        components(&threshold(hemoglobin_excess.view(), &mask, settings.redness_threshold))
-            .into_iter()
-            .filter(|b| b.len() as f64 * mm2_per_px >= settings.redness_min_area_mm2)
-            .collect();
+    let redness: Vec<Blob> = components(&threshold(
+        hemoglobin_excess.view(),
+        &mask,
+        settings.redness_threshold,
+    ))
+    .into_iter()
+    .filter(|b| b.len() as f64 * mm2_per_px >= settings.redness_min_area_mm2)
+    .collect();
 
     let fraction = |blobs: &[Blob]| blobs.iter().map(Blob::len).sum::<usize>() as f64 / n as f64;
     let mean_over = |blobs: &[Blob], map: ndarray::ArrayView2<'_, f32>| {
         let (sum, count) = blobs
             .iter()
             .flat_map(|b| b.pixels.iter())
-            .fold((0f64, 0usize), |(s, c), &(y, x)| (s + f64::from(map[[y, x]]), c + 1));
+            .fold((0f64, 0usize), |(s, c), &(y, x)| {
+                (s + f64::from(map[[y, x]]), c + 1)
+            });
         if count == 0 { 0.0 } else { sum / count as f64 }
     };
 
@@ -448,9 +460,10 @@ fn smooth(map: ndarray::ArrayView2<'_, f32>, sigma_px: f32) -> Array2<f32> {
     if sigma_px <= 0.0 {
         return map.to_owned();
     }
-    let img = image::ImageBuffer::<image::Luma<f32>, Vec<f32>>::from_fn(w as u32, h as u32, |x, y| {
-        image::Luma([map[[y as usize, x as usize]]])
-    });
+    let img =
+        image::ImageBuffer::<image::Luma<f32>, Vec<f32>>::from_fn(w as u32, h as u32, |x, y| {
+            image::Luma([map[[y as usize, x as usize]]])
+        });
     let blurred = imageproc::filter::gaussian_blur_f32(&img, sigma_px);
     Array2::from_shape_vec((h, w), blurred.into_raw()).expect("same size")
 }
@@ -533,13 +546,15 @@ mod tests {
         // A blurred disk of radius 3 at two contrasts: the half-max extent is the same.
         let make = |amp: f32| {
             Array2::from_shape_fn((41, 41), |(y, x)| {
-                let r = (((y as f32 - 20.0).powi(2) + (x as f32 - 20.0).powi(2)).sqrt() - 3.0)
-                    / 0.8;
+                let r =
+                    (((y as f32 - 20.0).powi(2) + (x as f32 - 20.0).powi(2)).sqrt() - 3.0) / 0.8;
                 amp / (1.0 + r.exp())
             })
         };
         let mask = Array2::from_elem((41, 41), true);
-        let seed = Blob { pixels: vec![(20, 20)] };
+        let seed = Blob {
+            pixels: vec![(20, 20)],
+        };
         let a = half_max_extent(&seed, make(0.05).view(), &mask).len();
         let b = half_max_extent(&seed, make(0.5).view(), &mask).len();
         assert_eq!(a, b);
@@ -553,7 +568,10 @@ mod tests {
         for f in [severity::pores, severity::scars] {
             let ys: Vec<f64> = xs.iter().map(|&x| f(x)).collect();
             assert_eq!(ys[0], 0.0);
-            assert!(ys.windows(2).all(|w| w[1] > w[0]) && ys[5] <= 100.0, "{ys:?}");
+            assert!(
+                ys.windows(2).all(|w| w[1] > w[0]) && ys[5] <= 100.0,
+                "{ys:?}"
+            );
         }
         assert!(severity::patches(0.1, 0.2) > severity::patches(0.1, 0.1));
         assert!(severity::patches(0.2, 0.1) > severity::patches(0.1, 0.1));
