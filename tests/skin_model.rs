@@ -168,9 +168,8 @@ fn with_spot(
     let mut blob = Array2::<f64>::zeros((h, w));
     add_blob(&mut blob, h as f64 / 2.0, w as f64 / 2.0, radius, amp);
     let mut out = od.clone();
-    for c in 0..3 {
-        out.index_axis_mut(Axis(0), c)
-            .scaled_add(a[c][column], &blob);
+    for (mut plane, row) in out.outer_iter_mut().zip(a) {
+        plane.scaled_add(row[column], &blob);
     }
     out
 }
@@ -341,6 +340,14 @@ fn tiled_inference_equals_untiled() {
         &max_diffs(&tiled, &untiled),
         TILING_TOLERANCE,
     );
+
+    // Control, so the equality above is not vacuous: a margin of 32 px, well under the
+    // 107-px dependency reach, must make the wide-kernel channels differ.
+    model.manifest.tile_overlap_px = 32;
+    let short = model.infer(&img).unwrap();
+    let d = max_diffs(&short, &untiled)[channel("melanin_excess")];
+    println!("control: tile 64 with a 32-px margin, melanin_excess differs by {d:.2e}");
+    assert!(d > 1e-3, "a too-small margin went unnoticed ({d:e})");
 }
 
 /// Exposure ×k multiplies linear light, adds −ln k to every optical density, and so moves
