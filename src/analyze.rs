@@ -113,6 +113,12 @@ impl Analyzer {
         &self.options
     }
 
+    /// Changes settings that need no reloading (scale, region mode, metric settings) between
+    /// photos. Validated again on the next analysis.
+    pub fn options_mut(&mut self) -> &mut AnalyzeOptions {
+        &mut self.options
+    }
+
     /// The skin model (e.g. to change its tile size).
     pub fn skin_model_mut(&mut self) -> &mut SkinModel {
         &mut self.skin
@@ -139,6 +145,7 @@ impl Analyzer {
 
     /// Analyses a photo already in memory.
     pub fn analyze_photo(&mut self, photo: Photo) -> Result<Analysis> {
+        self.options.validate()?;
         let checked = check_photo(photo);
         let regions = self.find_regions(&checked)?;
         let Some(crop) = regions.union_bbox() else {

@@ -31,5 +31,6 @@ pub mod reference;
 pub mod regions;
 pub mod report;
 pub mod runtime;
+pub mod validation;
 
 pub use error::{Error, Result};

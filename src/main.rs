@@ -28,6 +28,33 @@ struct Cli {
 enum Command {
     /// Measure one photo and write the JSON analysis document.
     Analyze(AnalyzeArgs),
+    /// Render synthetic skin images with exactly known truth (JSON and masks beside each).
+    Phantom(PhantomArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct PhantomArgs {
+    /// Output folder (created).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Seed of every random choice; the same seed gives the same files.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    seed: u64,
+    /// Scenes (independent layouts) per tone.
+    #[arg(long, value_name = "K", default_value_t = 1)]
+    count: u32,
+    /// Only this tone: very-light, light, intermediate, tan, brown, dark (default: all).
+    #[arg(long, value_name = "T")]
+    tone: Option<dermatrack::phantom::TonePreset>,
+    /// Sampling density in pixels per millimetre.
+    #[arg(long, value_name = "F", default_value_t = 10.0)]
+    px_per_mm: f64,
+    /// Side of the square phantom in millimetres.
+    #[arg(long, value_name = "W", default_value_t = 50.0)]
+    size_mm: f64,
+    /// Only clean and blank variants (no exposure, white balance, gradient, noise, JPEG).
+    #[arg(long)]
+    no_nuisances: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -87,6 +114,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Analyze(args) => analyze(args),
+        Command::Phantom(args) => phantom(args),
     };
     match result {
         Ok(code) => code,
@@ -95,6 +123,26 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn phantom(args: PhantomArgs) -> Result<ExitCode, SetupError> {
+    let defaults = dermatrack::phantom::SetOptions::default();
+    let options = dermatrack::phantom::SetOptions {
+        count: args.count,
+        tones: args.tone.map_or(defaults.tones, |t| vec![t]),
+        px_per_mm: args.px_per_mm,
+        size_mm: args.size_mm,
+        nuisance_variants: !args.no_nuisances,
+    };
+    let written = dermatrack::phantom::generate_set(&args.out, args.seed, &options)
+        .context("cannot render phantoms")
+        .map_err(SetupError)?;
+    eprintln!(
+        "dermatrack: wrote {} files to {}",
+        written.len(),
+        args.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn options(common: &CommonArgs) -> AnalyzeOptions {

@@ -1,18 +1,17 @@
 //! Feature placement (rejection sampling) and rasterization into the chromophore, shading and
 //! relief fields. See the spec types for each feature's profile and mask definition.
 
-use std::f64::consts::{LN_10, LN_2, TAU};
+use std::f64::consts::{LN_2, LN_10, TAU};
 
 use super::rng::Rng;
 use super::spec::{PhantomSpec, ScarKind};
 use crate::error::{Error, Result};
 
-/// A feature's effect is cut off where it falls below this fraction of its peak (the
-/// discontinuity left is far below one 8-bit step).
-const CUTOFF: f64 = 1e-3;
+/// Attempts per feature before a layout is declared stuck.
+const MAX_ATTEMPTS: usize = 5_000;
 
-/// Attempts per feature before the layout is declared too crowded.
-const MAX_ATTEMPTS: usize = 20_000;
+/// Complete layouts tried before the spec is declared too crowded.
+const MAX_LAYOUTS: usize = 20;
 
 /// Which mask a feature belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,10 +75,25 @@ impl Blob {
 /// What a feature is, with its drawn parameters (all lengths in mm).
 #[derive(Debug, Clone)]
 pub(crate) enum Shape {
-    Pore { diameter: f64, contrast: f64 },
-    Macule { diameter: f64, excess: f64, blob: Blob },
-    Erythema { diameter: f64, excess: f64, blob: Blob },
-    Scar { kind: ScarKind, diameter: f64, depth: f64 },
+    Pore {
+        diameter: f64,
+        contrast: f64,
+    },
+    Macule {
+        diameter: f64,
+        excess: f64,
+        blob: Blob,
+    },
+    Erythema {
+        diameter: f64,
+        excess: f64,
+        blob: Blob,
+    },
+    Scar {
+        kind: ScarKind,
+        diameter: f64,
+        depth: f64,
+    },
 }
 
 /// A placed feature.
@@ -89,7 +103,7 @@ pub(crate) struct Feature {
     /// Centre, mm from the image's top-left corner (x right, y down).
     pub x: f64,
     pub y: f64,
-    /// Radius beyond which the feature has no effect (below [`CUTOFF`] of its peak).
+    /// Radius beyond which the feature has no effect (below 0.1% of its peak).
     pub extent: f64,
 }
 
@@ -104,14 +118,26 @@ impl Feature {
     }
 }
 
-/// Super-Gaussian `exp(−ln2·ρⁿ)` cut-off radius (in units of its half-maximum radius).
+/// Cut-off radius (in units of the half-maximum radius) of a super-Gaussian `exp(−ln2·ρⁿ)`:
+/// `(ln(1000)/ln2)^(1/n)`, where it has fallen to 0.1% of its peak (the discontinuity left is
+/// far below one 8-bit step), rounded up in the 4th decimal. Literal constants rather than
+/// `powf`, so placements do not depend on the platform's math library.
 fn super_gaussian_extent(order: f64) -> f64 {
-    ((1.0 / CUTOFF).ln() / LN_2).powf(1.0 / order)
+    match order {
+        4.0 => 1.7768,
+        6.0 => 1.4670,
+        _ => unreachable!("profile orders are 4 and 6"),
+    }
 }
 
-/// Scar profile `exp(−ln10·ρᵏ)` cut-off radius (in units of the nominal radius).
-fn scar_extent(k: f64) -> f64 {
-    ((1.0 / CUTOFF).ln() / LN_10).powf(1.0 / k)
+/// Cut-off radius (in units of the nominal radius) of a scar profile `exp(−ln10·ρᵏ)`:
+/// `(ln(1000)/ln10)^(1/k) = 3^(1/k)`, rounded up as above.
+fn scar_extent(kind: ScarKind) -> f64 {
+    match kind {
+        ScarKind::Icepick => 2.0801,
+        ScarKind::Rolling => 1.7321,
+        ScarKind::Boxcar => 1.1162,
+    }
 }
 
 /// Super-Gaussian orders of the profiles (see the spec docs).
@@ -122,8 +148,39 @@ pub(crate) const ERYTHEMA_ORDER: f64 = 4.0;
 /// Draws every feature's parameters and position. Largest first (erythema, macules, rolling,
 /// boxcar, icepick scars, pores) so the big ones find room; each is placed by rejection
 /// sampling: a uniformly drawn centre is kept when its extent stays `margin_mm` inside the
-/// border and `gap_mm` clear of every extent already placed.
-pub(crate) fn place(spec: &PhantomSpec, width_mm: f64, height_mm: f64, rng: &mut Rng) -> Result<Vec<Feature>> {
+/// border and `gap_mm` clear of every extent already placed. Greedy placement can paint itself
+/// into a corner (a big patch in the middle of a small phantom), so a stuck layout is redrawn
+/// from scratch, continuing the same random stream, up to [`MAX_LAYOUTS`] times.
+pub(crate) fn place(
+    spec: &PhantomSpec,
+    width_mm: f64,
+    height_mm: f64,
+    rng: &mut Rng,
+) -> Result<Vec<Feature>> {
+    let mut last = None;
+    for _ in 0..MAX_LAYOUTS {
+        match try_layout(spec, width_mm, height_mm, rng) {
+            Ok(features) => return Ok(features),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(match last {
+        Some(Error::InvalidSetting { name, message }) => Error::InvalidSetting {
+            name,
+            message: format!("{message} (tried {MAX_LAYOUTS} layouts)"),
+        },
+        Some(e) => e,
+        None => unreachable!("MAX_LAYOUTS > 0"),
+    })
+}
+
+/// One greedy layout attempt (see [`place`]).
+fn try_layout(
+    spec: &PhantomSpec,
+    width_mm: f64,
+    height_mm: f64,
+    rng: &mut Rng,
+) -> Result<Vec<Feature>> {
     let mut placed: Vec<Feature> = Vec::new();
     let groups: [(&'static str, u32); 6] = [
         ("erythema.count", spec.erythema.count),
@@ -141,14 +198,22 @@ pub(crate) fn place(spec: &PhantomSpec, width_mm: f64, height_mm: f64, rng: &mut
                     let diameter = rng.range(e.diameter_mm);
                     let excess = rng.range(e.hemoglobin_excess);
                     let blob = Blob::new(diameter, e.irregularity, rng);
-                    Shape::Erythema { diameter, excess, blob }
+                    Shape::Erythema {
+                        diameter,
+                        excess,
+                        blob,
+                    }
                 }
                 1 => {
                     let p = &spec.pigment;
                     let diameter = rng.range(p.diameter_mm);
                     let excess = rng.range(p.melanin_excess);
                     let blob = Blob::new(diameter, p.irregularity, rng);
-                    Shape::Macule { diameter, excess, blob }
+                    Shape::Macule {
+                        diameter,
+                        excess,
+                        blob,
+                    }
                 }
                 2..=4 => {
                     let (kind, s) = match group {
@@ -158,7 +223,11 @@ pub(crate) fn place(spec: &PhantomSpec, width_mm: f64, height_mm: f64, rng: &mut
                     };
                     let diameter = rng.range(s.diameter_mm);
                     let depth = rng.range(s.depth_mm);
-                    Shape::Scar { kind, diameter, depth }
+                    Shape::Scar {
+                        kind,
+                        diameter,
+                        depth,
+                    }
                 }
                 _ => {
                     let p = &spec.pores;
@@ -170,8 +239,10 @@ pub(crate) fn place(spec: &PhantomSpec, width_mm: f64, height_mm: f64, rng: &mut
             let extent = match &shape {
                 Shape::Pore { diameter, .. } => 0.5 * diameter * super_gaussian_extent(PORE_ORDER),
                 Shape::Macule { blob, .. } => blob.r_max() * super_gaussian_extent(MACULE_ORDER),
-                Shape::Erythema { blob, .. } => blob.r_max() * super_gaussian_extent(ERYTHEMA_ORDER),
-                Shape::Scar { kind, diameter, .. } => 0.5 * diameter * scar_extent(kind.profile_exponent()),
+                Shape::Erythema { blob, .. } => {
+                    blob.r_max() * super_gaussian_extent(ERYTHEMA_ORDER)
+                }
+                Shape::Scar { kind, diameter, .. } => 0.5 * diameter * scar_extent(*kind),
             };
             let lo = spec.margin_mm + extent;
             let (hi_x, hi_y) = (width_mm - lo, height_mm - lo);
@@ -211,7 +282,12 @@ pub(crate) fn place(spec: &PhantomSpec, width_mm: f64, height_mm: f64, rng: &mut
                     ),
                 });
             };
-            placed.push(Feature { shape, x, y, extent });
+            placed.push(Feature {
+                shape,
+                x,
+                y,
+                extent,
+            });
         }
     }
     Ok(placed)
@@ -282,7 +358,11 @@ impl Fields {
                         self.hemoglobin[p] += (excess * (-LN_2 * rho.powi(4)).exp()) as f32;
                         rho <= 1.0
                     }
-                    Shape::Scar { kind, diameter, depth } => {
+                    Shape::Scar {
+                        kind,
+                        diameter,
+                        depth,
+                    } => {
                         let a = 0.5 * diameter;
                         let k = kind.profile_exponent();
                         let r = r2.sqrt();
@@ -327,6 +407,9 @@ pub(crate) fn mean_over_mask(order: f64) -> f64 {
 mod tests {
     use super::*;
 
+    /// The fraction of its peak at which a feature is cut off.
+    const CUTOFF: f64 = 1e-3;
+
     #[test]
     fn blob_area_is_the_equivalent_circle() {
         let mut rng = Rng::new(1, 1);
@@ -343,6 +426,22 @@ mod tests {
             .sum();
         assert!((area - std::f64::consts::PI * 4.0).abs() < 1e-6, "{area}");
         assert!(blob.r_max() >= 1.0 / blob.rho(1.0, 0.0));
+    }
+
+    #[test]
+    fn extent_constants_bound_the_cutoff() {
+        for (order, factor) in [
+            (4.0, super_gaussian_extent(4.0)),
+            (6.0, super_gaussian_extent(6.0)),
+        ] {
+            let exact = ((1.0 / CUTOFF).ln() / LN_2).powf(1.0 / order);
+            assert!(factor >= exact && factor - exact < 1e-4, "{order}");
+        }
+        for kind in [ScarKind::Icepick, ScarKind::Boxcar, ScarKind::Rolling] {
+            let exact = ((1.0 / CUTOFF).ln() / LN_10).powf(1.0 / kind.profile_exponent());
+            let factor = scar_extent(kind);
+            assert!(factor >= exact && factor - exact < 1e-4, "{kind:?}");
+        }
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //! Why a module of its own, written apart from the analysis: a measurement is only as
 //! trustworthy as the test that checks it against ground truth, and a phantom that reused the
 //! analysis code would agree with it by construction. This module shares nothing with the
-//! analysis stages but the published physics, re-implemented here (see [`optics`](self) items
-//! [`SIGMA_MELANIN`], [`SIGMA_HEMOGLOBIN`], [`OD_BASE`]).
+//! analysis stages but the published physics, re-implemented here ([`SIGMA_MELANIN`],
+//! [`SIGMA_HEMOGLOBIN`], [`OD_BASE`], [`skin_reflectance`]).
 //!
 //! # How a phantom is formed
 //!
@@ -46,10 +46,11 @@
 //!
 //! All randomness comes from one seed through a fixed xoshiro256** generator, split into
 //! independent streams (layout, three texture fields, noise): changing a nuisance never moves a
-//! feature, and the same spec renders the same bytes. Feature parameters and positions use
-//! only exactly-rounded arithmetic, so they are identical on every platform; pixel values go
-//! through `exp`/`pow` of the platform's math library and may, rarely, differ by one
-//! quantization step between platforms.
+//! feature, and the same spec renders the same bytes. Feature positions, sizes, depths and
+//! amplitudes use only exactly-rounded arithmetic (`+ − × ÷ √` on the generator's output), so
+//! they are identical on every platform; pixel values (and macule
+//! outlines, whose phases go through `sin`/`cos`) use the platform's math library and may,
+//! rarely, differ by one quantization step between platforms.
 
 mod features;
 mod optics;
@@ -60,9 +61,9 @@ mod texture;
 mod truth;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use image::{GrayImage, Rgb, Rgb32FImage, RgbImage};
+use image::{GrayImage, Rgb32FImage, RgbImage};
 
 use crate::error::{Error, Result};
 use features::{Feature, Fields, Layer, Shape};
@@ -359,7 +360,9 @@ fn count_set(mask: &GrayImage) -> u64 {
 }
 
 fn mean(v: impl IntoIterator<Item = f64>) -> f64 {
-    let (s, n) = v.into_iter().fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
+    let (s, n) = v
+        .into_iter()
+        .fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
     if n == 0 { 0.0 } else { s / n as f64 }
 }
 
@@ -499,7 +502,11 @@ fn build_truth(
 
     PhantomTruth {
         schema_version: PHANTOM_SCHEMA_VERSION,
-        generator: format!("{} {} phantom", env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION")),
+        generator: format!(
+            "{} {} phantom",
+            env!("CARGO_PKG_NAME"),
+            env!("CARGO_PKG_VERSION")
+        ),
         seed: spec.seed,
         px_per_mm: ppm,
         width_px: w as u32,

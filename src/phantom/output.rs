@@ -96,7 +96,9 @@ pub struct SetOptions {
     pub count: u32,
     /// Tones to render (`--tone T` gives one). Default: all six presets.
     pub tones: Vec<TonePreset>,
-    /// Pixels per millimetre (`--px-per-mm F`). Default: 10. Allowed: 2–200.
+    /// Pixels per millimetre (`--px-per-mm F`). Default: 10. Allowed: 2–200. At coarse
+    /// sampling the lower ends of the size ranges are raised to the minima
+    /// [`PhantomSpec::validate`] accepts (1.5 px for pores, 2 px for other features).
     pub px_per_mm: f64,
     /// Side of the square phantom in mm (`--size-mm W`). Default: 50. Allowed: 30–500.
     /// Feature counts scale with the area relative to the 50 × 50 mm default (each kind
@@ -201,13 +203,19 @@ fn variants(nuisance_variants: bool) -> Vec<(&'static str, bool, NuisanceSpec)> 
 
 /// The spec of one scene of a set: defaults scaled to the size, the tone, and a seed derived
 /// from `(seed, tone, scene)` — so `light-00` is the same whether rendered alone (`--tone
-/// light`) or with all tones.
-pub(crate) fn scene_spec(seed: u64, tone: TonePreset, scene: u32, options: &SetOptions) -> PhantomSpec {
+/// light`) or with all tones. Derived seeds have 53 bits, exact in every JSON reader.
+pub(crate) fn scene_spec(
+    seed: u64,
+    tone: TonePreset,
+    scene: u32,
+    options: &SetOptions,
+) -> PhantomSpec {
     let mut spec = PhantomSpec::with_tone(tone);
     spec.width_mm = options.size_mm;
     spec.height_mm = options.size_mm;
     spec.px_per_mm = options.px_per_mm;
-    spec.seed = mix_seed(seed, &[tone as u64, u64::from(scene)]);
+    // 53 bits, so the seed survives JSON readers that hold numbers as doubles.
+    spec.seed = mix_seed(seed, &[tone as u64, u64::from(scene)]) >> 11;
     let area_ratio = options.size_mm * options.size_mm / (50.0 * 50.0);
     let scale = |n: &mut u32| *n = ((f64::from(*n) * area_ratio).round() as u32).max(1);
     scale(&mut spec.pores.count);
@@ -216,6 +224,19 @@ pub(crate) fn scene_spec(seed: u64, tone: TonePreset, scene: u32, options: &SetO
     scale(&mut spec.scars.boxcar.count);
     scale(&mut spec.scars.rolling.count);
     scale(&mut spec.erythema.count);
+    // At coarse sampling the smallest default features would fall under the validated minima
+    // (1.5 px for pores, 2 px for the rest): raise the ranges' lower ends.
+    let ppm = options.px_per_mm;
+    let raise = |d: &mut [f64; 2], min: f64| {
+        d[0] = d[0].max(min);
+        d[1] = d[1].max(d[0]);
+    };
+    raise(&mut spec.pores.diameter_mm, 1.5 / ppm);
+    raise(&mut spec.pigment.diameter_mm, 2.0 / ppm);
+    raise(&mut spec.scars.icepick.diameter_mm, 2.0 / ppm);
+    raise(&mut spec.scars.boxcar.diameter_mm, 2.0 / ppm);
+    raise(&mut spec.scars.rolling.diameter_mm, 2.0 / ppm);
+    raise(&mut spec.erythema.diameter_mm, 2.0 / ppm);
     spec
 }
 
@@ -227,7 +248,8 @@ struct ManifestEntry {
     scene: u32,
     variant: &'static str,
     seed: u64,
-    files: Vec<PathBuf>,
+    /// File names, relative to the set's directory.
+    files: Vec<String>,
 }
 
 /// Renders the standard phantom set into `out` and returns every path written.
@@ -247,7 +269,8 @@ struct ManifestEntry {
 /// | `combined` | exposure 0.85, white balance (1.08, 1, 0.93), ramp 0.3 at 120°, noise 0.006, JPEG 90 |
 ///
 /// All variants of a scene share the seed, hence identical features, truth (apart from the
-/// `nuisances` section) and masks. A `manifest.json` listing every phantom is written last.
+/// `nuisances` section) and masks. A `manifest.json` listing every phantom (name, tone, scene,
+/// variant, seed, file names relative to `out`) is written last.
 /// Phantoms are rendered in parallel (this is a batch boundary).
 pub fn generate_set(out: &Path, seed: u64, options: &SetOptions) -> Result<Vec<PathBuf>> {
     if !(1..=1000).contains(&options.count) {
@@ -286,22 +309,28 @@ pub fn generate_set(out: &Path, seed: u64, options: &SetOptions) -> Result<Vec<P
         }
     }
     std::fs::create_dir_all(out).map_err(write_err(out))?;
-    let entries: Vec<ManifestEntry> = jobs
+    let entries = jobs
         .into_par_iter()
         .map(|(name, tone, scene, variant, spec)| {
             let phantom = render(&spec)?;
             let files = write_phantom(&phantom, out, &name)?;
-            Ok(ManifestEntry {
+            let entry = ManifestEntry {
                 name,
                 tone,
                 scene,
                 variant,
                 seed: spec.seed,
-                files,
-            })
+                files: files
+                    .iter()
+                    .filter_map(|f| f.file_name())
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .collect(),
+            };
+            Ok((entry, files))
         })
-        .collect::<Result<_>>()?;
-    let mut paths: Vec<PathBuf> = entries.iter().flat_map(|e| e.files.clone()).collect();
+        .collect::<Result<Vec<_>>>()?;
+    let (entries, files): (Vec<ManifestEntry>, Vec<Vec<PathBuf>>) = entries.into_iter().unzip();
+    let mut paths: Vec<PathBuf> = files.into_iter().flatten().collect();
     let manifest_path = out.join("manifest.json");
     let manifest = serde_json::json!({
         "schema_version": super::PHANTOM_SCHEMA_VERSION,

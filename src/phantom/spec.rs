@@ -135,16 +135,31 @@ impl PhantomSpec {
         }
         self.texture.validate()?;
         self.lighting.validate()?;
-        let px = 1.0 / self.px_per_mm;
         let p = &self.pores;
         check_count("pores.count", p.count)?;
-        range_in("pores.diameter_mm", p.diameter_mm, px, 5.0)?;
+        // 1.5 px: a disk that wide always contains at least one pixel centre.
+        range_in(
+            "pores.diameter_mm",
+            p.diameter_mm,
+            1.5 / self.px_per_mm,
+            5.0,
+        )?;
         range_in("pores.contrast", p.contrast, 0.0, 0.95)?;
         let g = &self.pigment;
         check_count("pigment.count", g.count)?;
-        range_in("pigment.diameter_mm", g.diameter_mm, 2.0 * px, 100.0)?;
+        range_in(
+            "pigment.diameter_mm",
+            g.diameter_mm,
+            2.0 / self.px_per_mm,
+            100.0,
+        )?;
         range_in("pigment.melanin_excess", g.melanin_excess, 0.0, 5.0)?;
-        finite_in("pigment.irregularity", g.irregularity, 0.0, MAX_IRREGULARITY)?;
+        finite_in(
+            "pigment.irregularity",
+            g.irregularity,
+            0.0,
+            MAX_IRREGULARITY,
+        )?;
         for (kind, s) in [
             (ScarKind::Icepick, &self.scars.icepick),
             (ScarKind::Boxcar, &self.scars.boxcar),
@@ -168,20 +183,31 @@ impl PhantomSpec {
                 ],
             };
             check_count(count, s.count)?;
-            range_in(diameter, s.diameter_mm, 2.0 * px, 50.0)?;
+            range_in(diameter, s.diameter_mm, 2.0 / self.px_per_mm, 50.0)?;
             range_in(depth, s.depth_mm, 0.0, 5.0)?;
         }
         let e = &self.erythema;
         check_count("erythema.count", e.count)?;
-        range_in("erythema.diameter_mm", e.diameter_mm, 2.0 * px, 200.0)?;
+        range_in(
+            "erythema.diameter_mm",
+            e.diameter_mm,
+            2.0 / self.px_per_mm,
+            200.0,
+        )?;
         range_in("erythema.hemoglobin_excess", e.hemoglobin_excess, 0.0, 5.0)?;
-        finite_in("erythema.irregularity", e.irregularity, 0.0, MAX_IRREGULARITY)?;
+        finite_in(
+            "erythema.irregularity",
+            e.irregularity,
+            0.0,
+            MAX_IRREGULARITY,
+        )?;
         self.nuisances.validate()
     }
 }
 
-/// Largest rendered image, in pixels (a 100 × 100 mm phantom at 100 px/mm).
-const MAX_PIXELS: u64 = 100_000_000;
+/// Largest rendered image, in pixels (e.g. 100 × 100 mm at 50 px/mm); rendering holds about
+/// 80 bytes per pixel, so this caps memory near 2 GB.
+const MAX_PIXELS: u64 = 25_000_000;
 
 /// Largest feature count per kind.
 const MAX_COUNT: u32 = 100_000;
@@ -198,7 +224,10 @@ fn finite_in(name: &'static str, v: f64, lo: f64, hi: f64) -> Result<()> {
     if v.is_finite() && (lo..=hi).contains(&v) {
         Ok(())
     } else {
-        Err(invalid(name, format!("{v} is outside the allowed range [{lo}, {hi}]")))
+        Err(invalid(
+            name,
+            format!("{v} is outside the allowed range [{lo}, {hi}]"),
+        ))
     }
 }
 
@@ -220,7 +249,10 @@ fn check_count(name: &'static str, n: u32) -> Result<()> {
     if n <= MAX_COUNT {
         Ok(())
     } else {
-        Err(invalid(name, format!("{n} exceeds the maximum of {MAX_COUNT}")))
+        Err(invalid(
+            name,
+            format!("{n} exceeds the maximum of {MAX_COUNT}"),
+        ))
     }
 }
 
@@ -254,10 +286,10 @@ impl BaseTone {
 
 /// Skin-tone presets, one per ITA° category of Del Bino et al. (Br. J. Dermatol. 155, 2006).
 ///
-/// Each preset's densities were solved (bisection on melanin, hemoglobin fixed and rising
-/// slowly with tone, as measured by Zonios et al. 2001) so that the rendered flat base color
-/// falls in the middle of its category; the resulting ITA° values, computed by this module
-/// from the flat color, are:
+/// Each preset's melanin was solved by bisection, with hemoglobin set per preset and rising
+/// slightly with tone (so a* rises with tone, as in Del Bino's colorimetric survey), to put the
+/// rendered flat base color in the middle of its category; the resulting ITA° values, computed
+/// by this module from the flat color ([`crate::phantom::tone_truth`]), are:
 ///
 /// | preset | melanin | hemoglobin | sRGB (8-bit) | L* | b* | ITA° |
 /// |---|---|---|---|---|---|---|
@@ -456,7 +488,8 @@ impl LightingSpec {
 pub struct PoreSpec {
     /// Number of pores. Default: 80.
     pub count: u32,
-    /// Nominal diameter range in mm. Default: [0.15, 0.40]. At least one pixel.
+    /// Nominal diameter range in mm. Default: [0.15, 0.40]. At least 1.5 px (so every pore's
+    /// mask holds at least one pixel centre): 0.15 mm at the default 10 px/mm.
     pub diameter_mm: [f64; 2],
     /// Peak fractional darkening `c` of linear reflectance at the pore centre, the same in all
     /// channels; the centre optical-density contrast is `−ln(1 − c)`. Default: [0.20, 0.40]
@@ -548,9 +581,9 @@ impl ScarKind {
 /// `d(r) = D·exp(−ln10·(r/a)^k)` with `k` from [`ScarKind::profile_exponent`], so the depth is
 /// exactly 10% of `D` at the nominal edge. Mask: the footprint `r ≤ a` (depth ≥ 10% of max).
 /// Ambient occlusion at a point of depth `d(r)` is `a²/(a² + d(r)²)`: the view factor from the
-/// floor of a cylindrical pit of radius `a` and depth `d` to its opening (Howell, "A catalog of
-/// radiation heat transfer configuration factors", case B-13), so deep narrow pits darken and
-/// shallow broad ones barely do.
+/// floor of a cylindrical pit of radius `a` and depth `d` to its opening, i.e. from a planar
+/// element to a coaxial parallel disk (Howell, "A catalog of radiation heat transfer
+/// configuration factors"), so deep narrow pits darken and shallow broad ones barely do.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ScarSpec {
@@ -644,9 +677,11 @@ pub struct NuisanceSpec {
     /// Standard deviation of additive Gaussian noise on linear values, per channel and pixel
     /// (independent). Default: 0. Allowed: 0–0.5.
     pub noise_sigma: f64,
-    /// When set, the image goes through a baseline JPEG at this quality (the `image` crate's
-    /// encoder, 4:2:2 chroma subsampling) and is written as `.jpg`. Default: none (16-bit PNG).
-    /// Allowed: 1–100; 75–95 is typical of clinical cameras.
+    /// When set, the image goes through a baseline JPEG at this quality and is written as
+    /// `.jpg`. The encoder is the `image` crate's, which writes 4:4:4 (no chroma subsampling:
+    /// all sampling factors are 1), so this tests DCT quantization, not the 4:2:0 chroma
+    /// blur of most cameras. Default: none (16-bit PNG). Allowed: 1–100; 75–95 is typical of
+    /// clinical cameras.
     pub jpeg_quality: Option<u8>,
 }
 
@@ -674,7 +709,12 @@ impl NuisanceSpec {
         for g in self.white_balance {
             finite_in("nuisances.white_balance", g, 0.05, 10.0)?;
         }
-        finite_in("nuisances.gradient_strength", self.gradient_strength, 0.0, 1.9)?;
+        finite_in(
+            "nuisances.gradient_strength",
+            self.gradient_strength,
+            0.0,
+            1.9,
+        )?;
         finite_in(
             "nuisances.gradient_direction_deg",
             self.gradient_direction_deg,
@@ -701,9 +741,10 @@ mod tests {
     #[test]
     fn defaults_validate_and_partial_json_fills_defaults() {
         PhantomSpec::default().validate().unwrap();
-        let spec: PhantomSpec =
-            serde_json::from_str(r#"{"seed": 9, "tone": {"preset": "dark"}, "pores": {"count": 3}}"#)
-                .unwrap();
+        let spec: PhantomSpec = serde_json::from_str(
+            r#"{"seed": 9, "tone": {"preset": "dark"}, "pores": {"count": 3}}"#,
+        )
+        .unwrap();
         assert_eq!(spec.seed, 9);
         assert_eq!(spec.tone, BaseTone::Preset(TonePreset::Dark));
         assert_eq!(spec.pores.count, 3);
@@ -738,7 +779,10 @@ mod tests {
                 format!("\"{}\"", p.name())
             );
         }
-        assert_eq!("Very-Light".parse::<TonePreset>().unwrap(), TonePreset::VeryLight);
+        assert_eq!(
+            "Very-Light".parse::<TonePreset>().unwrap(),
+            TonePreset::VeryLight
+        );
         assert!("olive".parse::<TonePreset>().is_err());
     }
 }

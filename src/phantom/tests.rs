@@ -1,5 +1,7 @@
 //! Unit tests of the phantom renderer.
 
+use std::path::Path;
+
 use super::*;
 
 /// A small phantom with every feature kind, quick to render.
@@ -18,6 +20,36 @@ fn small(seed: u64) -> PhantomSpec {
     spec.scars.rolling.count = 1;
     spec.erythema.count = 1;
     spec
+}
+
+fn assert_json_close(a: &serde_json::Value, b: &serde_json::Value, at: &str) {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            assert!(
+                (x - y).abs() <= 1e-12 * x.abs().max(1.0),
+                "{at}: {x} vs {y}"
+            );
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            assert_eq!(x.len(), y.len(), "{at}");
+            for (i, (x, y)) in x.iter().zip(y).enumerate() {
+                assert_json_close(x, y, &format!("{at}[{i}]"));
+            }
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            assert_eq!(
+                x.keys().collect::<Vec<_>>(),
+                y.keys().collect::<Vec<_>>(),
+                "{at}"
+            );
+            for (k, v) in x {
+                assert_json_close(v, &y[k], &format!("{at}.{k}"));
+            }
+        }
+        _ => assert_eq!(a, b, "{at}"),
+    }
 }
 
 fn raw_bytes(img: &Rgb32FImage) -> Vec<u8> {
@@ -44,7 +76,10 @@ fn truth_counts_equal_requested_counts() {
     assert_eq!(t.pores.count, 25);
     assert_eq!(t.pores.diameters_mm.len(), 25);
     assert_eq!(t.pigment.spot_count, 2);
-    assert_eq!((t.scars.icepick, t.scars.boxcar, t.scars.rolling), (2, 1, 1));
+    assert_eq!(
+        (t.scars.icepick, t.scars.boxcar, t.scars.rolling),
+        (2, 1, 1)
+    );
     assert_eq!(t.scars.count, 4);
     assert_eq!(t.erythema.patch_count, 1);
     assert!((t.pores.density_per_cm2 - 25.0 / 9.0).abs() < 1e-9);
@@ -68,7 +103,7 @@ fn masks_are_disjoint_nonempty_and_inside_the_margin() {
     let (w, h) = p.masks.pores.dimensions();
     let margin_px = (3.0 * p.truth.px_per_mm) as u32;
     for (name, mask) in p.masks.iter() {
-        assert!(mask.as_raw().iter().any(|&v| v == 255), "{name} empty");
+        assert!(mask.as_raw().contains(&255), "{name} empty");
         for (x, y, v) in mask.enumerate_pixels() {
             if v[0] != 0 {
                 assert!(
@@ -110,7 +145,10 @@ fn mask_areas_match_nominal_sizes() {
         .map(|d| std::f64::consts::PI * d * d / 4.0)
         .sum();
     let counted = t.pores.mask_pixels as f64 * px_area;
-    assert!((counted - nominal).abs() / nominal < 0.1, "{counted} vs {nominal}");
+    assert!(
+        (counted - nominal).abs() / nominal < 0.1,
+        "{counted} vs {nominal}"
+    );
 }
 
 #[test]
@@ -146,15 +184,15 @@ fn flat_phantom_has_the_requested_base_color() {
     }
     .without_features();
     let p = render(&spec).unwrap();
-    let expected = skin_reflectance(1.2, 0.3, 1.0).map(|v| srgb_encode(v));
+    let expected = skin_reflectance(1.2, 0.3, 1.0).map(srgb_encode);
     let truth = &p.truth.base_tone;
-    for c in 0..3 {
-        assert!((truth.srgb[c] - expected[c]).abs() < 1e-12);
+    for (got, want) in truth.srgb.iter().zip(expected) {
+        assert!((got - want).abs() < 1e-12);
     }
     for px in p.image.pixels() {
-        for c in 0..3 {
+        for (got, want) in px.0.iter().zip(expected) {
             assert!(
-                (f64::from(px[c]) - expected[c]).abs() <= 0.5 / 65535.0 + 1e-7,
+                (f64::from(*got) - want).abs() <= 0.5 / 65535.0 + 1e-7,
                 "{px:?} vs {expected:?}"
             );
         }
@@ -188,7 +226,10 @@ fn texture_keeps_the_mean_and_stays_mild() {
         }
         // Mean within 1/255 of the base color, range within ±8/255.
         assert!((sum / n - base[c]).abs() < 1.0 / 255.0, "channel {c}");
-        assert!(hi - base[c] < 8.0 / 255.0 && base[c] - lo < 8.0 / 255.0, "channel {c}: {lo}..{hi}");
+        assert!(
+            hi - base[c] < 8.0 / 255.0 && base[c] - lo < 8.0 / 255.0,
+            "channel {c}: {lo}..{hi}"
+        );
     }
 }
 
@@ -208,7 +249,10 @@ fn features_have_their_documented_contrast() {
         let lin = at(pore.x_mm, pore.y_mm);
         let od: Vec<f64> = (0..3).map(|c| -(lin[c] / base[c]).ln()).collect();
         assert!(od[0] > 0.3 * pore.od_contrast && od[0] <= pore.od_contrast + 1e-3);
-        assert!((od[0] - od[1]).abs() < 2e-3 && (od[1] - od[2]).abs() < 2e-3, "{od:?}");
+        assert!(
+            (od[0] - od[1]).abs() < 2e-3 && (od[1] - od[2]).abs() < 2e-3,
+            "{od:?}"
+        );
     }
     // A macule's centre carries its melanin excess along σ_mel.
     for s in &t.pigment.spots {
@@ -216,7 +260,10 @@ fn features_have_their_documented_contrast() {
         for c in 0..3 {
             let od = -(lin[c] / base[c]).ln();
             let want = s.peak_excess * SIGMA_MELANIN[c];
-            assert!((od - want).abs() < 0.02 * s.peak_excess + 2e-3, "{od} vs {want}");
+            assert!(
+                (od - want).abs() < 0.02 * s.peak_excess + 2e-3,
+                "{od} vs {want}"
+            );
         }
     }
     // Scars: icepick centres are dark (occlusion), every scar has a lit and a shadowed side.
@@ -226,6 +273,18 @@ fn features_have_their_documented_contrast() {
             assert!(s.shading_max > 1.0, "{s:?}");
         }
     }
+    // Light from the upper left (azimuth 135°): a boxcar's upper-left wall faces away from it
+    // and is dark, its lower-right wall faces it and is bright.
+    let boxcar = t
+        .scars
+        .items
+        .iter()
+        .find(|s| s.kind == ScarKind::Boxcar)
+        .unwrap();
+    let off = 0.85 * boxcar.diameter_mm / 2.0 * std::f64::consts::FRAC_1_SQRT_2;
+    let near = at(boxcar.x_mm - off, boxcar.y_mm - off)[1] / base[1];
+    let far = at(boxcar.x_mm + off, boxcar.y_mm + off)[1] / base[1];
+    assert!(near < 0.95 && far > 1.05, "near {near}, far {far}");
 }
 
 #[test]
@@ -287,6 +346,14 @@ fn jpeg_option_produces_a_decodable_jpeg() {
     .unwrap();
     assert_eq!(photo.format, "jpeg");
     assert_eq!(photo.pixels, p.image);
+    // The encoder writes 4:4:4, as documented on `jpeg_quality`: every component of the
+    // baseline frame header (SOF0) has sampling factors 1×1.
+    let sof = bytes.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+    let n = usize::from(bytes[sof + 9]);
+    assert_eq!(n, 3);
+    for c in 0..n {
+        assert_eq!(bytes[sof + 10 + 3 * c + 1], 0x11, "component {c}");
+    }
     // Close to the clean image on average (quality 85).
     let err: f64 = p
         .image
@@ -322,9 +389,15 @@ fn written_files_read_back_identically() {
     let photo = crate::io::load_photo(&files[0], &crate::io::LoadOptions::default()).unwrap();
     assert_eq!(photo.bits_per_channel, 16);
     assert_eq!(photo.pixels, p.image);
-    let truth: PhantomTruth =
-        serde_json::from_str(&std::fs::read_to_string(&files[1]).unwrap()).unwrap();
-    assert_eq!(truth, p.truth);
+    // serde_json (without its `float_roundtrip` feature) may parse a float one ulp off, so
+    // compare the documents as JSON with a relative tolerance.
+    let text = std::fs::read_to_string(&files[1]).unwrap();
+    let truth: PhantomTruth = serde_json::from_str(&text).unwrap();
+    assert_json_close(
+        &serde_json::to_value(&truth).unwrap(),
+        &serde_json::to_value(&p.truth).unwrap(),
+        "truth",
+    );
     let mask = image::open(&files[2]).unwrap().into_luma8();
     assert_eq!(mask, p.masks.pores);
     assert!(write_phantom(&p, dir.path(), "a/b").is_err());
@@ -361,6 +434,7 @@ fn generate_set_writes_named_variants_and_a_manifest() {
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("manifest.json")).unwrap())
             .unwrap();
     assert_eq!(manifest["phantoms"].as_array().unwrap().len(), 10);
+    assert_eq!(manifest["phantoms"][0]["files"][0], "brown-00-clean.png");
     // A scene's seed does not depend on which other tones were rendered.
     let alone = output::scene_spec(42, TonePreset::Brown, 0, &options);
     let all = output::scene_spec(
@@ -373,4 +447,19 @@ fn generate_set_writes_named_variants_and_a_manifest() {
         },
     );
     assert_eq!(alone.seed, all.seed);
+}
+
+#[test]
+fn set_scenes_validate_at_every_allowed_scale() {
+    for px_per_mm in [2.0, 5.0, 10.0, 40.0] {
+        for size_mm in [30.0, 100.0] {
+            let options = SetOptions {
+                px_per_mm,
+                size_mm,
+                ..SetOptions::default()
+            };
+            let spec = output::scene_spec(0, TonePreset::Light, 0, &options);
+            spec.validate().unwrap();
+        }
+    }
 }

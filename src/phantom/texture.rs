@@ -23,7 +23,14 @@ fn bspline_weights(t: f64) -> [f64; 4] {
 
 /// Adds `amplitude ×` one octave of value noise with lattice spacing `spacing_px` (pixels) to
 /// `field` (row-major `width × height`). Pixel centres sit at `(x + 0.5, y + 0.5)`.
-fn add_octave(field: &mut [f64], width: usize, height: usize, spacing_px: f64, amplitude: f64, rng: &mut Rng) {
+fn add_octave(
+    field: &mut [f64],
+    width: usize,
+    height: usize,
+    spacing_px: f64,
+    amplitude: f64,
+    rng: &mut Rng,
+) {
     let nx = (width as f64 / spacing_px).ceil() as usize + 4;
     let ny = (height as f64 / spacing_px).ceil() as usize + 4;
     let lattice: Vec<f64> = (0..nx * ny).map(|_| 2.0 * rng.uniform() - 1.0).collect();
@@ -53,15 +60,21 @@ fn add_octave(field: &mut [f64], width: usize, height: usize, spacing_px: f64, a
         let out = &mut field[y * width..(y + 1) * width];
         let r: [&[f64]; 4] = std::array::from_fn(|k| &rows[(j + k) * width..(j + k + 1) * width]);
         for x in 0..width {
-            out[x] += amplitude
-                * (w[0] * r[0][x] + w[1] * r[1][x] + w[2] * r[2][x] + w[3] * r[3][x]);
+            out[x] +=
+                amplitude * (w[0] * r[0][x] + w[1] * r[1][x] + w[2] * r[2][x] + w[3] * r[3][x]);
         }
     }
 }
 
 /// A zero-mean field with standard deviation exactly `std` over the image (all zeros when
 /// `std` is 0): two octaves, spacing `scale_px` and `scale_px / 2.5`, amplitudes 1 and 0.5.
-pub(crate) fn noise_field(width: usize, height: usize, scale_px: f64, std: f64, rng: &mut Rng) -> Vec<f64> {
+pub(crate) fn noise_field(
+    width: usize,
+    height: usize,
+    scale_px: f64,
+    std: f64,
+    rng: &mut Rng,
+) -> Vec<f64> {
     let mut field = vec![0.0; width * height];
     // Draw the lattices even when std is 0, so that switching one field off does not change
     // the others (each field has its own stream anyway; this keeps the stream's use fixed).
