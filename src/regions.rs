@@ -222,7 +222,11 @@ pub struct CustomRegion {
 /// more than [`MAX_CUSTOM_REGIONS`] regions, invalid or duplicate names, polygons with fewer
 /// than three points or non-finite coordinates, polygons covering no pixel of the photo, and
 /// regions sharing pixels (every pixel must belong to at most one region).
-pub fn load_custom_regions(path: &std::path::Path, width: u32, height: u32) -> crate::Result<Vec<RegionMask>> {
+pub fn load_custom_regions(
+    path: &std::path::Path,
+    width: u32,
+    height: u32,
+) -> crate::Result<Vec<RegionMask>> {
     let text = std::fs::read_to_string(path).map_err(|source| crate::Error::Read {
         path: path.to_path_buf(),
         source,
@@ -271,7 +275,9 @@ pub fn custom_region_masks(
             ));
         }
         if masks.iter().any(|m| &m.name == name) {
-            return Err(format!("region name {name:?} is used twice; names must be unique"));
+            return Err(format!(
+                "region name {name:?} is used twice; names must be unique"
+            ));
         }
         if region.polygon.len() < 3 {
             return Err(format!(
@@ -279,11 +285,9 @@ pub fn custom_region_masks(
                 region.polygon.len()
             ));
         }
-        if let Some(p) = region
-            .polygon
-            .iter()
-            .find(|p| !(p[0].is_finite() && p[1].is_finite() && p[0].abs() < 1e7 && p[1].abs() < 1e7))
-        {
+        if let Some(p) = region.polygon.iter().find(|p| {
+            !(p[0].is_finite() && p[1].is_finite() && p[0].abs() < 1e7 && p[1].abs() < 1e7)
+        }) {
             return Err(format!(
                 "region {name:?} has the point [{}, {}]; coordinates must be finite pixel \
                  positions",
@@ -375,5 +379,93 @@ mod tests {
         r.mask.put_pixel(6, 2, image::Luma([255]));
         assert_eq!(r.bbox(), Some((3, 2, 7, 5)));
         assert_eq!(r.pixel_count(), 2);
+    }
+    #[test]
+    fn polygon_fill_samples_pixel_centres() {
+        // Axis-aligned rectangle on pixel edges: exactly its pixels.
+        let r = RegionMask::from_polygon(
+            "r",
+            20,
+            20,
+            &[[2.0, 3.0], [12.0, 3.0], [12.0, 8.0], [2.0, 8.0]],
+        );
+        assert_eq!(r.pixel_count(), 50);
+        assert_eq!(r.bbox(), Some((2, 3, 12, 8)));
+        assert_eq!(r.centroid(), Some((7.0, 5.5)));
+        // Winding and a repeated closing vertex do not matter.
+        let back = RegionMask::from_polygon(
+            "b",
+            20,
+            20,
+            &[[2.0, 3.0], [2.0, 8.0], [12.0, 8.0], [12.0, 3.0], [2.0, 3.0]],
+        );
+        assert_eq!(back.mask, r.mask);
+        // Clipped to the image.
+        let c = RegionMask::from_polygon(
+            "c",
+            10,
+            10,
+            &[[-5.0, -5.0], [5.0, -5.0], [5.0, 5.0], [-5.0, 5.0]],
+        );
+        assert_eq!(c.pixel_count(), 25);
+    }
+
+    #[test]
+    fn polygons_sharing_an_edge_partition_pixels() {
+        // A rotated square cut along a diagonal: the halves never share a pixel and together
+        // cover the square; the area matches the analytic one.
+        let (s, c) = 0.3f32.sin_cos();
+        let corner = |x: f32, y: f32| [50.0 + x * c - y * s, 50.0 + x * s + y * c];
+        let (a, b, cc, d) = (
+            corner(-30.0, -30.0),
+            corner(30.0, -30.0),
+            corner(30.0, 30.0),
+            corner(-30.0, 30.0),
+        );
+        let whole = RegionMask::from_polygon("w", 100, 100, &[a, b, cc, d]);
+        let t1 = RegionMask::from_polygon("t1", 100, 100, &[a, b, cc]);
+        let t2 = RegionMask::from_polygon("t2", 100, 100, &[a, cc, d]);
+        assert_eq!(first_overlap(&[t1.clone(), t2.clone()]), None);
+        assert_eq!(t1.pixel_count() + t2.pixel_count(), whole.pixel_count());
+        assert!(
+            (whole.pixel_count() as f64 - 3600.0).abs() < 60.0,
+            "{}",
+            whole.pixel_count()
+        );
+        assert_eq!(first_overlap(&[t1, whole]), Some(("t1".into(), "w".into())));
+    }
+
+    #[test]
+    fn custom_regions_validate_before_rasterizing() {
+        let file: CustomRegionsFile = serde_json::from_str(
+            r#"{"regions": [{"name": "patch_1", "polygon": [[0, 0], [4, 0], [4, 4], [0, 4]]}]}"#,
+        )
+        .unwrap();
+        let masks = custom_region_masks(&file, 10, 10).unwrap();
+        assert_eq!(masks[0].pixel_count(), 16);
+        let many = CustomRegionsFile {
+            regions: (0..=MAX_CUSTOM_REGIONS)
+                .map(|i| CustomRegion {
+                    name: format!("r{i}"),
+                    polygon: vec![[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]],
+                })
+                .collect(),
+        };
+        assert!(
+            custom_region_masks(&many, 10, 10)
+                .unwrap_err()
+                .contains("at most")
+        );
+        let bad = CustomRegionsFile {
+            regions: vec![CustomRegion {
+                name: "é".into(),
+                polygon: vec![[0.0, 0.0], [4.0, 0.0], [4.0, 4.0]],
+            }],
+        };
+        assert!(
+            custom_region_masks(&bad, 10, 10)
+                .unwrap_err()
+                .contains("names must be")
+        );
     }
 }

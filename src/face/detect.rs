@@ -99,7 +99,7 @@ pub(crate) struct Letterbox {
 
 impl Letterbox {
     /// Detector-normalised `[0, 1]` coordinates → photo pixels.
-    pub fn to_photo(&self, xy: [f32; 2]) -> [f32; 2] {
+    pub fn to_photo(self, xy: [f32; 2]) -> [f32; 2] {
         let n = DETECTOR_INPUT as f32;
         [
             (xy[0] * n - self.pad[0]) / self.scale[0],
@@ -267,8 +267,10 @@ fn weighted_nms(sorted: Vec<Candidate>) -> Vec<Candidate> {
     out
 }
 
-/// Raw detector outputs for one input tensor: `(regressors [896·16], logits [896])`.
-pub(crate) fn run_detector(
+/// Runs the detector on a prepared `[1, 128, 128, 3]` input and returns its raw outputs:
+/// `(regressors [896·16], logits [896])`. Public so the ONNX file can be checked against
+/// `models/face/reference_outputs.json`.
+pub fn run_detector(
     session: &mut ModelSession,
     input: Array4<f32>,
 ) -> Result<(Vec<f32>, Vec<f32>)> {

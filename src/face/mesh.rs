@@ -164,8 +164,10 @@ pub(crate) fn mesh_input(img: &Rgb32FImage, crop: &MeshCrop) -> Result<Array4<f3
     Ok(input)
 }
 
-/// Raw mesh outputs: `(468·3 landmarks in crop units, presence logit)`.
-pub(crate) fn run_mesh(session: &mut ModelSession, input: Array4<f32>) -> Result<(Vec<f32>, f32)> {
+/// Runs the mesh on a prepared `[1, 192, 192, 3]` input and returns its raw outputs:
+/// `(468·3 landmark coordinates in crop units, presence logit)`. Public so the ONNX file can be
+/// checked against `models/face/reference_outputs.json`.
+pub fn run_mesh(session: &mut ModelSession, input: Array4<f32>) -> Result<(Vec<f32>, f32)> {
     let err = |e: ort::Error| Error::Inference(format!("face mesh: {e}"));
     let tensor = ort::value::Tensor::from_array(input).map_err(err)?;
     let outputs = session
@@ -209,13 +211,6 @@ pub struct Pose {
     /// shoulder).
     pub roll_deg: f64,
 }
-
-/// Pitch of the forehead-top → chin line (landmarks 10 → 152) of a frontal face, degrees:
-/// the mesh's forehead slopes back, so that line is not in the image plane when the head is
-/// level. Measured as the mean over the nine London-set studio portraits (camera at eye level,
-/// subjects asked to look into it) in `/work/shared/photos`; subtracted so a level head reads
-/// ≈ 0°.
-pub const FRONTAL_PITCH_OFFSET_DEG: f64 = 0.0;
 
 /// The face mesh's landmarks in photo coordinates.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -270,7 +265,7 @@ pub(crate) fn pose_from_points(points: &[[f32; 3]]) -> Pose {
     let roll = f64::from(lp[1] - rp[1]).atan2(f64::from(lp[0] - rp[0]));
     Pose {
         yaw_deg: yaw.to_degrees(),
-        pitch_deg: pitch.to_degrees() - FRONTAL_PITCH_OFFSET_DEG,
+        pitch_deg: pitch.to_degrees(),
         roll_deg: roll.to_degrees(),
     }
 }
@@ -325,7 +320,9 @@ impl FaceLandmarks {
     ///   difference is parallel to the head's transverse axis);
     ///   `yaw = atan2(a_z, hypot(a_x, a_y))`;
     /// * the forehead-to-chin vector `d` (landmarks 10 → 152) with its component along `a`
-    ///   removed gives `pitch = atan2(−d_z, hypot(d_x, d_y)) −` [`FRONTAL_PITCH_OFFSET_DEG`];
+    ///   removed gives `pitch = atan2(−d_z, hypot(d_x, d_y))`. No offset is subtracted: on the
+    ///   ten London-set studio portraits (camera at eye level) this reads −6.8° … +10.5°,
+    ///   mean +0.9°, so a level head reads ≈ 0° to within the subjects' own variation;
     /// * roll is the angle of the pupil line (`atan2(Δy, Δx)`), as used for the mesh crop.
     ///
     /// Accuracy limits: the mesh's z is a learned single-image estimate (weak perspective,
@@ -348,7 +345,7 @@ pub(crate) fn landmarks(
     let input = mesh_input(img, &crop)?;
     let (raw, logit) = run_mesh(session, input)?;
     let presence = sigmoid(logit);
-    if !(presence >= MIN_PRESENCE) {
+    if presence.is_nan() || presence < MIN_PRESENCE {
         return Err(Error::NoFace {
             path: None,
             reason: format!(
@@ -476,8 +473,7 @@ mod tests {
         let (sr, cr) = roll.to_radians().sin_cos();
         base.iter()
             .map(|&[x, y, z]| {
-                // Yaw: x' = x cos + z sin? The left side (x > 0) must move away (+z) when the
-                // nose turns to +x, so z' = z cos + x sin, x' = x cos − z sin.
+                // Yaw: the left side (x > 0) moves away (+z) when the nose turns to +x.
                 let (x, z) = (x * cy - z * sy, z * cy + x * sy);
                 // Pitch: chin (y > 0) moves closer (−z) when raised.
                 let (y, z) = (y * cp + z * sp, z * cp - y * sp);
@@ -499,9 +495,8 @@ mod tests {
             (10.0, -8.0, -15.0),
         ] {
             let p = pose_from_points(&posed_points(yaw, pitch, roll));
-            let p_pitch = p.pitch_deg + FRONTAL_PITCH_OFFSET_DEG;
             assert!((p.yaw_deg - yaw).abs() < 0.5, "yaw {yaw}: {p:?}");
-            assert!((p_pitch - pitch).abs() < 0.5, "pitch {pitch}: {p:?}");
+            assert!((p.pitch_deg - pitch).abs() < 0.5, "pitch {pitch}: {p:?}");
             // The eye ring is level in the head frame, so roll is exact when yaw = pitch = 0 and
             // close otherwise (the eye line's projection tilts slightly under combined turns).
             assert!((p.roll_deg - roll).abs() < 2.0, "roll {roll}: {p:?}");
