@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::face::{FaceModels, FaceSummary, face_regions_in_photo};
 use crate::io::{LoadOptions, Photo, load_photo};
 use crate::metrics::{self, Detections, MetricSettings, RegionMetrics};
 use crate::model::{SkinMaps, SkinModel, default_models_dir};
@@ -80,6 +81,8 @@ pub struct Analysis {
     pub checked: CheckedPhoto,
     /// Regions and scale.
     pub regions: RegionSet,
+    /// The face found, when face regions were used.
+    pub face: Option<FaceSummary>,
     /// The model's maps over the regions' bounding box.
     pub maps: SkinMaps,
     /// One entry per region, in the order of `regions.regions`.
@@ -94,6 +97,8 @@ pub struct Analysis {
 pub struct Analyzer {
     options: AnalyzeOptions,
     skin: SkinModel,
+    /// Loaded on first use: `whole`-only runs (phantoms, close-ups) never pay for it.
+    face: Option<FaceModels>,
 }
 
 impl Analyzer {
@@ -105,7 +110,16 @@ impl Analyzer {
             &options.skin_model,
             options.intra_threads,
         )?;
-        Ok(Analyzer { options, skin })
+        let mut analyzer = Analyzer {
+            options,
+            skin,
+            face: None,
+        };
+        if analyzer.options.regions != RegionMode::Whole {
+            // Fail at start-up, not on the first photo, when the face models are missing.
+            analyzer.face_models()?;
+        }
+        Ok(analyzer)
     }
 
     /// The options in force.
@@ -146,8 +160,8 @@ impl Analyzer {
     /// Analyses a photo already in memory.
     pub fn analyze_photo(&mut self, photo: Photo) -> Result<Analysis> {
         self.options.validate()?;
-        let checked = check_photo(photo);
-        let regions = self.find_regions(&checked)?;
+        let mut checked = check_photo(photo);
+        let (regions, face) = self.find_regions(&mut checked)?;
         let Some(crop) = regions.union_bbox() else {
             return Err(Error::Decode {
                 path: checked.photo.path.clone(),
@@ -165,56 +179,81 @@ impl Analyzer {
         Ok(Analysis {
             checked,
             regions,
+            face,
             maps,
             metrics,
             detections,
         })
     }
 
-    fn find_regions(&self, checked: &CheckedPhoto) -> Result<RegionSet> {
+    fn face_models(&mut self) -> Result<&mut FaceModels> {
+        if self.face.is_none() {
+            self.face = Some(FaceModels::load(
+                &self.options.models_dir,
+                self.options.intra_threads,
+            )?);
+        }
+        Ok(self.face.as_mut().expect("just loaded"))
+    }
+
+    /// Face regions (with pose checks added to the photo's quality report) or the whole
+    /// frame, as the options ask; the scale is the user's, else the face's, else assumed.
+    fn find_regions(
+        &mut self,
+        checked: &mut CheckedPhoto,
+    ) -> Result<(RegionSet, Option<FaceSummary>)> {
         let photo = &checked.photo;
         let working = self.skin.manifest.input.working_px_per_mm;
+        let user_scale = self.options.px_per_mm.map(|px_per_mm| Scale {
+            px_per_mm,
+            source: ScaleSource::User,
+            relative_uncertainty: None,
+        });
         let mut notes = Vec::new();
-        match self.options.regions {
-            RegionMode::Face => {
-                return Err(Error::InvalidSetting {
-                    name: "regions",
-                    message: "face regions need the face detector and landmark models, which \
-                              this build does not have yet; use --regions whole"
-                        .into(),
-                });
-            }
-            RegionMode::Auto => notes.push(
-                "regions auto: face regions are not available in this build; measured the \
-                 whole frame"
-                    .to_string(),
-            ),
-            RegionMode::Whole => {}
-        }
-        let scale = match self.options.px_per_mm {
-            Some(px_per_mm) => Scale {
-                px_per_mm,
-                source: ScaleSource::User,
-                relative_uncertainty: None,
-            },
-            None => {
-                notes.push(format!(
-                    "scale unknown: assumed the model's working scale of {working} px/mm; \
-                     give --px-per-mm for physical sizes"
-                ));
-                Scale {
-                    px_per_mm: working,
-                    source: ScaleSource::Assumed,
-                    relative_uncertainty: None,
+        if self.options.regions != RegionMode::Whole {
+            match face_regions_in_photo(self.face_models()?, photo) {
+                Ok(face) => {
+                    face.add_quality_checks(&mut checked.quality);
+                    if face.other_faces > 0 {
+                        notes.push(format!(
+                            "{} other face(s) in the frame were ignored; the largest was measured",
+                            face.other_faces
+                        ));
+                    }
+                    let set = RegionSet {
+                        scale: user_scale.unwrap_or(face.scale),
+                        regions: face.regions.clone(),
+                        mode_used: "face".into(),
+                        notes,
+                    };
+                    return Ok((set, Some(face.summary())));
                 }
+                Err(Error::NoFace { reason, .. }) if self.options.regions == RegionMode::Auto => {
+                    notes.push(format!(
+                        "regions auto: no face found ({reason}); measured the whole frame"
+                    ));
+                }
+                Err(e) => return Err(e),
             }
-        };
-        Ok(RegionSet {
+        }
+        let scale = user_scale.unwrap_or_else(|| {
+            notes.push(format!(
+                "scale unknown: assumed the model's working scale of {working} px/mm; \
+                 give --px-per-mm for physical sizes"
+            ));
+            Scale {
+                px_per_mm: working,
+                source: ScaleSource::Assumed,
+                relative_uncertainty: None,
+            }
+        });
+        let set = RegionSet {
             regions: vec![RegionMask::whole(photo.width(), photo.height())],
             scale,
             mode_used: "whole".into(),
             notes,
-        })
+        };
+        Ok((set, None))
     }
 
     /// Analyses one file and always returns a document: failures are recorded in it.
@@ -279,6 +318,7 @@ impl Analyzer {
             settings: self.settings(),
             quality: analysis.checked.quality.clone(),
             regions_mode: Some(analysis.regions.mode_used.clone()),
+            face: analysis.face.clone(),
             regions,
             notes,
         }
@@ -308,6 +348,7 @@ impl Analyzer {
             settings: self.settings(),
             quality: Default::default(),
             regions_mode: None,
+            face: None,
             regions: Vec::new(),
             notes: Vec::new(),
         }

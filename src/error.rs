@@ -1,7 +1,7 @@
 //! The library's one error type.
 //!
 //! Every failure that can happen to one photo is a variant here, carrying the file it concerns,
-//! so a batch can record it next to that photo and go on (see [`crate::report::Outcome`]).
+//! so a batch can record it next to that photo and go on (a failed photo becomes a `status: "failed"` document, see [`crate::report`]).
 //! Messages say what was expected, not only what went wrong.
 
 use std::path::PathBuf;

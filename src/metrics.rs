@@ -116,8 +116,16 @@ pub struct MetricSettings {
     pub pore_max_diameter_mm: f64,
     /// Smallest pore diameter counted, mm. Default 0.08.
     pub pore_min_diameter_mm: f64,
-    /// A scar is a connected set with `scar_energy` above this (OD RMS). Default 0.03.
+    /// Scar candidates are connected sets with `scar_energy` (local RMS of the scar band-pass)
+    /// above this (OD). Default 0.013, just above the energy of normal skin texture.
     pub scar_threshold: f32,
+    /// A candidate is a scar when its darkest floor or shadowed wall reaches this
+    /// `scar_response` (OD; icepick and boxcar scars)… Default 0.08.
+    pub scar_floor_threshold: f32,
+    /// …or when a lit wall is this much brighter than its surroundings (OD; rolling scars,
+    /// whose relief is a bright/dark pair with little net darkening). Pores and pore
+    /// clusters darken without such a bright lobe. Default 0.02.
+    pub scar_wall_threshold: f32,
     /// Smallest scar diameter, mm (atrophic scars start where pores end). Default 0.5.
     pub scar_min_diameter_mm: f64,
     /// Gaussian pre-smoothing of the `*_excess` maps, mm: the chromophore projection amplifies
@@ -133,6 +141,11 @@ pub struct MetricSettings {
     pub redness_threshold: f32,
     /// Smallest erythema patch, mm². Default 0.8.
     pub redness_min_area_mm2: f64,
+    /// Detection thresholds adapt to each region's own texture: a threshold is raised to
+    /// `median + noise_k · σ̂` of its map inside the region (σ̂ = 1.4826 · MAD, a robust noise
+    /// estimate), so noisy or heavily textured photos do not turn texture into findings
+    /// (a constant-false-alarm-rate detector). Default 5.
+    pub noise_k: f32,
 }
 
 impl Default for MetricSettings {
@@ -141,13 +154,16 @@ impl Default for MetricSettings {
             pore_threshold: 0.04,
             pore_max_diameter_mm: 0.6,
             pore_min_diameter_mm: 0.08,
-            scar_threshold: 0.03,
+            scar_threshold: 0.013,
+            scar_floor_threshold: 0.08,
+            scar_wall_threshold: 0.02,
             scar_min_diameter_mm: 0.5,
             excess_smoothing_mm: 0.3,
             pigment_threshold: 0.06,
             pigment_min_area_mm2: 0.8,
             redness_threshold: 0.05,
             redness_min_area_mm2: 0.8,
+            noise_k: 5.0,
         }
     }
 }
@@ -208,52 +224,78 @@ pub fn measure_region(
             .unwrap_or_else(|| panic!("skin model manifest lacks channel {name}"))
     };
 
+    let adaptive = |map: ndarray::ArrayView2<'_, f32>, t: f32| {
+        let (median, sigma) = robust_stats(map, &mask);
+        t.max(median + settings.noise_k * sigma)
+    };
+
     // Scars first: their footprint is excluded from pore detection, so a scar's dark floor
     // is not also counted as a cluster of pores.
-    let scar_blobs = components(&threshold(
-        channel("scar_energy"),
-        &mask,
-        settings.scar_threshold,
-    ));
+    let energy = channel("scar_energy");
+    let scar_response = channel("scar_response");
+    let floor = adaptive(scar_response, settings.scar_floor_threshold);
+    let wall = settings.scar_wall_threshold;
     let min_scar_px = disk_area_px(settings.scar_min_diameter_mm, px_per_mm);
-    let scars: Vec<Blob> = scar_blobs
-        .into_iter()
-        .filter(|b| b.len() as f64 >= min_scar_px)
-        .collect();
+    let scars: Vec<Blob> = components(&threshold(
+        energy,
+        &mask,
+        adaptive(energy, settings.scar_threshold),
+    ))
+    .into_iter()
+    .filter(|b| b.len() as f64 >= min_scar_px)
+    .filter(|b| {
+        let (lo, hi) = b.pixels.iter().fold((0f32, 0f32), |(lo, hi), &p| {
+            (lo.min(scar_response[p]), hi.max(scar_response[p]))
+        });
+        hi > floor || lo < -wall
+    })
+    .collect();
     let scar_mask = paint(&scars, mask.dim());
 
+    // A pore smaller than ~1.5 source pixels cannot be told from noise, whatever the working
+    // scale: upsampling adds no detail.
+    let source_px_per_mm = px_per_mm / maps.zoom;
+    let pore_min_mm = settings.pore_min_diameter_mm.max(1.5 / source_px_per_mm);
     let pore_response = channel("pore_response");
-    let mut pore_candidates = threshold(pore_response, &mask, settings.pore_threshold);
+    let mut pore_candidates = threshold(
+        pore_response,
+        &mask,
+        adaptive(pore_response, settings.pore_threshold),
+    );
     pore_candidates.zip_mut_with(&scar_mask, |p, &s| *p &= !s);
     let (min_pore, max_pore) = (
-        disk_area_px(settings.pore_min_diameter_mm, px_per_mm),
+        disk_area_px(pore_min_mm, px_per_mm),
         disk_area_px(settings.pore_max_diameter_mm, px_per_mm),
     );
     let pores: Vec<Blob> = components(&pore_candidates)
         .into_iter()
-        .map(|b| half_max_extent(&b, pore_response, &mask))
+        .map(|b| half_max_extent(&b, pore_response, &mask, 16))
         .filter(|b| (min_pore..=max_pore).contains(&(b.len() as f64)))
         .collect();
 
     let sigma_px = (settings.excess_smoothing_mm * px_per_mm) as f32;
+    // Macules and patches are measured at half their peak contrast, like the pores, so the
+    // reported area does not depend on the detection threshold.
+    let patch_reach = (8.0 * px_per_mm) as usize;
+    let patches = |map: &Array2<f32>, t: f32, min_area_mm2: f64| -> Vec<Blob> {
+        components(&threshold(map.view(), &mask, adaptive(map.view(), t)))
+            .into_iter()
+            .filter(|b| b.len() as f64 * mm2_per_px >= min_area_mm2)
+            .map(|b| half_max_extent(&b, map.view(), &mask, patch_reach))
+            .collect()
+    };
     let melanin_excess = smooth(channel("melanin_excess"), sigma_px);
-    let pigment: Vec<Blob> = components(&threshold(
-        melanin_excess.view(),
-        &mask,
+    let pigment = merge_overlapping(patches(
+        &melanin_excess,
         settings.pigment_threshold,
-    ))
-    .into_iter()
-    .filter(|b| b.len() as f64 * mm2_per_px >= settings.pigment_min_area_mm2)
-    .collect();
+        settings.pigment_min_area_mm2,
+    ));
     let hemoglobin_excess = smooth(channel("hemoglobin_excess"), sigma_px);
-    let redness: Vec<Blob> = components(&threshold(
-        hemoglobin_excess.view(),
-        &mask,
+    let redness = merge_overlapping(patches(
+        &hemoglobin_excess,
         settings.redness_threshold,
-    ))
-    .into_iter()
-    .filter(|b| b.len() as f64 * mm2_per_px >= settings.redness_min_area_mm2)
-    .collect();
+        settings.redness_min_area_mm2,
+    ));
 
     let fraction = |blobs: &[Blob]| blobs.iter().map(Blob::len).sum::<usize>() as f64 / n as f64;
     let mean_over = |blobs: &[Blob], map: ndarray::ArrayView2<'_, f32>| {
@@ -427,6 +469,7 @@ fn half_max_extent(
     blob: &Blob,
     response: ndarray::ArrayView2<'_, f32>,
     mask: &Array2<bool>,
+    reach: usize,
 ) -> Blob {
     let (h, w) = response.dim();
     let &(py, px) = blob
@@ -435,10 +478,10 @@ fn half_max_extent(
         .max_by(|a, b| response[**a].total_cmp(&response[**b]))
         .expect("components are non-empty");
     let half = 0.5 * response[[py, px]];
-    // Pores are small: search a bounded window so a pathological map cannot flood the image.
-    const REACH: usize = 16;
-    let (y0, x0) = (py.saturating_sub(REACH), px.saturating_sub(REACH));
-    let (y1, x1) = ((py + REACH + 1).min(h), (px + REACH + 1).min(w));
+    // Search a bounded window (the largest expected finding) so a pathological map cannot
+    // flood the image.
+    let (y0, x0) = (py.saturating_sub(reach), px.saturating_sub(reach));
+    let (y1, x1) = ((py + reach + 1).min(h), (px + reach + 1).min(w));
     let mut inside = Array2::from_elem((y1 - y0, x1 - x0), false);
     for y in y0..y1 {
         for x in x0..x1 {
@@ -452,6 +495,50 @@ fn half_max_extent(
             pixels: b.pixels.iter().map(|&(y, x)| (y + y0, x + x0)).collect(),
         })
         .unwrap_or_default()
+}
+
+/// Median and robust standard deviation (1.4826 · median absolute deviation) of a map inside
+/// a mask, from a regular subsample of at most ~65k pixels (exact enough for a threshold).
+fn robust_stats(map: ndarray::ArrayView2<'_, f32>, mask: &Array2<bool>) -> (f32, f32) {
+    let n = mask.iter().filter(|&&m| m).count();
+    let step = (n / 65_536).max(1);
+    let mut values: Vec<f32> = map
+        .iter()
+        .zip(mask.iter())
+        .filter(|(_, m)| **m)
+        .map(|(v, _)| *v)
+        .step_by(step)
+        .collect();
+    if values.is_empty() {
+        return (0.0, 0.0);
+    }
+    let mid = values.len() / 2;
+    let median = *values.select_nth_unstable_by(mid, f32::total_cmp).1;
+    let mut deviations: Vec<f32> = values.iter().map(|v| (v - median).abs()).collect();
+    let mad = *deviations.select_nth_unstable_by(mid, f32::total_cmp).1;
+    (median, 1.4826 * mad)
+}
+
+/// Half-max growth can make two detections of one macule reach the same pixels; keep each
+/// pixel once by merging blobs that share any.
+fn merge_overlapping(blobs: Vec<Blob>) -> Vec<Blob> {
+    let mut merged: Vec<Blob> = Vec::with_capacity(blobs.len());
+    for blob in blobs {
+        let set: std::collections::HashSet<(usize, usize)> = blob.pixels.iter().copied().collect();
+        match merged
+            .iter_mut()
+            .find(|m| m.pixels.iter().any(|p| set.contains(p)))
+        {
+            Some(m) => {
+                let existing: std::collections::HashSet<(usize, usize)> =
+                    m.pixels.iter().copied().collect();
+                m.pixels
+                    .extend(blob.pixels.into_iter().filter(|p| !existing.contains(p)));
+            }
+            None => merged.push(blob),
+        }
+    }
+    merged
 }
 
 /// Gaussian smoothing of one map (imageproc's separable kernel, edges clamped).
@@ -555,8 +642,8 @@ mod tests {
         let seed = Blob {
             pixels: vec![(20, 20)],
         };
-        let a = half_max_extent(&seed, make(0.05).view(), &mask).len();
-        let b = half_max_extent(&seed, make(0.5).view(), &mask).len();
+        let a = half_max_extent(&seed, make(0.05).view(), &mask, 16).len();
+        let b = half_max_extent(&seed, make(0.5).view(), &mask, 16).len();
         assert_eq!(a, b);
         // ≈ π·3² pixels.
         assert!((a as f64 - 28.3).abs() < 6.0, "{a}");

@@ -20,8 +20,6 @@ pub const PIGMENT_COLOR: [u8; 3] = [255, 0, 200];
 pub const SCAR_COLOR: [u8; 3] = [255, 170, 0];
 /// Erythema.
 pub const REDNESS_COLOR: [u8; 3] = [40, 220, 40];
-/// Region outlines.
-pub const OUTLINE_COLOR: [u8; 3] = [255, 255, 255];
 
 /// Renders the photo with detections tinted and region outlines drawn.
 pub fn render(analysis: &Analysis) -> RgbImage {
@@ -43,9 +41,14 @@ pub fn render(analysis: &Analysis) -> RgbImage {
             tint(&mut out, &analysis.maps, mask, color);
         }
     }
-    for region in analysis.regions.regions.iter().filter(|r| r.visible) {
-        outline(&mut out, region, OUTLINE_COLOR);
-    }
+    let visible: Vec<RegionMask> = analysis
+        .regions
+        .regions
+        .iter()
+        .filter(|r| r.visible)
+        .cloned()
+        .collect();
+    crate::face::draw_region_outlines(&mut out, &visible);
     out
 }
 
@@ -62,33 +65,9 @@ fn tint(out: &mut RgbImage, maps: &SkinMaps, mask: &Array2<bool>, color: [u8; 3]
             let wx = ((f64::from(x - x0) + 0.5) * maps.zoom) as usize;
             if wx < w && mask[[wy, wx]] {
                 let p = out.get_pixel_mut(x, y);
-                for c in 0..3 {
-                    p.0[c] = (0.45 * f32::from(p.0[c]) + 0.55 * f32::from(color[c])).round() as u8;
-                }
-            }
-        }
-    }
-}
-
-/// Draws the boundary pixels of a region (inside pixels with a 4-neighbour outside).
-pub fn outline(out: &mut RgbImage, region: &RegionMask, color: [u8; 3]) {
-    let (w, h) = region.mask.dimensions();
-    let inside = |x: i64, y: i64| {
-        x >= 0
-            && y >= 0
-            && x < i64::from(w)
-            && y < i64::from(h)
-            && region.mask.get_pixel(x as u32, y as u32).0[0] != 0
-    };
-    for y in 0..i64::from(h) {
-        for x in 0..i64::from(w) {
-            let edge = inside(x, y)
-                && (!inside(x - 1, y)
-                    || !inside(x + 1, y)
-                    || !inside(x, y - 1)
-                    || !inside(x, y + 1));
-            if edge && x < i64::from(out.width()) && y < i64::from(out.height()) {
-                out.put_pixel(x as u32, y as u32, Rgb(color));
+                p.0 = std::array::from_fn(|c| {
+                    (0.45 * f32::from(p.0[c]) + 0.55 * f32::from(color[c])).round() as u8
+                });
             }
         }
     }

@@ -155,6 +155,9 @@ pub struct AnalysisDocument {
     pub quality: QualityReport,
     /// Region mode actually used ("face" or "whole"), when measured.
     pub regions_mode: Option<String>,
+    /// The face measured (detection score, landmark presence, pose, interpupillary distance,
+    /// face width), when face regions were used.
+    pub face: Option<crate::face::FaceSummary>,
     /// Per-region results.
     pub regions: Vec<RegionReport>,
     /// Remarks (fallbacks, resolution limits).

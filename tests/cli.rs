@@ -34,6 +34,7 @@ struct Doc {
     settings: Settings,
     quality: Quality,
     regions_mode: Option<String>,
+    face: Option<dermatrack::face::FaceSummary>,
     regions: Vec<Region>,
     notes: Vec<String>,
 }
