@@ -1,0 +1,270 @@
+//! Accuracy on phantoms with known truth, rendered in the test run (`dermatrack::phantom`,
+//! written independently of the analysis). Tolerances are those of the skin-model issue and
+//! are written next to each assertion.
+
+use dermatrack::analyze::{AnalyzeOptions, Analyzer};
+use dermatrack::metrics::RegionMetrics;
+use dermatrack::phantom::{PhantomSpec, TonePreset};
+use dermatrack::validation::{Comparison, compare};
+
+/// Light, medium and dark skin (ITA° ≈ 48, 19 and −40).
+const TONES: [TonePreset; 3] = [TonePreset::Light, TonePreset::Tan, TonePreset::Dark];
+const SEEDS: [u64; 2] = [11, 12];
+
+fn analyzer() -> Analyzer {
+    Analyzer::new(AnalyzeOptions {
+        intra_threads: 2,
+        ..AnalyzeOptions::default()
+    })
+    .expect("skin model loads")
+}
+
+fn spec(tone: TonePreset, seed: u64) -> PhantomSpec {
+    PhantomSpec {
+        seed,
+        ..PhantomSpec::with_tone(tone)
+    }
+}
+
+#[test]
+fn clean_phantoms_meet_the_accuracy_targets_on_every_tone() {
+    let mut a = analyzer();
+    let mut failures = Vec::new();
+    for tone in TONES {
+        for seed in SEEDS {
+            let c = compare(&mut a, &spec(tone, seed), tone.name()).unwrap();
+            let label = format!("{} seed {seed}", tone.name());
+            // Pore count error ≤ 10%.
+            if c.pore_count().relative_error() > 0.10 {
+                failures.push(format!("{label}: pores {:?}", c.pore_count()));
+            }
+            // Mean pore diameter within 15% (sizes are measured at half-max).
+            if c.pore_diameter().relative_error() > 0.15 {
+                failures.push(format!("{label}: pore diameter {:?}", c.pore_diameter()));
+            }
+            // Pigmented area error ≤ 2 percentage points, and every macule found once.
+            if c.pigment_area_pct().error().abs() > 2.0 {
+                failures.push(format!("{label}: pigment area {:?}", c.pigment_area_pct()));
+            }
+            if c.pigment_count().error() != 0.0 {
+                failures.push(format!("{label}: pigment spots {:?}", c.pigment_count()));
+            }
+            // ITA° error ≤ 3°.
+            if c.ita().error().abs() > 3.0 {
+                failures.push(format!("{label}: ITA {:?}", c.ita()));
+            }
+            // Erythema area within 1 percentage point.
+            if c.redness_area_pct().error().abs() > 1.0 {
+                failures.push(format!("{label}: redness area {:?}", c.redness_area_pct()));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// Scar count error ≤ 15%. Known gap (issue 3 stays open): shallow rolling scars (depth
+/// 0.05–0.15 mm), whose relief is a faint bright/dark pair, are missed on some layouts
+/// (measured 5/7 on these seeds; icepick and boxcar scars are all found).
+#[test]
+#[ignore = "known gap, issue 3: shallow rolling scars are missed (5/7 found)"]
+fn scar_counts_within_15_percent() {
+    let mut a = analyzer();
+    let mut failures = Vec::new();
+    for tone in TONES {
+        for seed in SEEDS {
+            let c = compare(&mut a, &spec(tone, seed), tone.name()).unwrap();
+            if c.scar_count().relative_error() > 0.15 {
+                failures.push(format!(
+                    "{} seed {seed}: scars {:?}",
+                    tone.name(),
+                    c.scar_count()
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[test]
+fn featureless_skin_has_no_findings() {
+    let mut a = analyzer();
+    for tone in TONES {
+        let c = compare(&mut a, &spec(tone, 5).without_features(), tone.name()).unwrap();
+        let m = &c.measured;
+        assert_eq!(m.pores.as_ref().unwrap().count, 0, "{}", tone.name());
+        assert_eq!(m.hyperpigmentation.as_ref().unwrap().spot_count, 0);
+        assert_eq!(m.scarring.as_ref().unwrap().count, 0);
+        assert_eq!(m.redness.as_ref().unwrap().area_fraction, 0.0);
+    }
+}
+
+/// Shadows are not pigment, and pigment is not a scar: scars and pores alone give no
+/// pigmented area; macules alone give no scars or pores.
+#[test]
+fn pigment_and_relief_are_not_confused() {
+    let mut a = analyzer();
+    for tone in TONES {
+        let mut relief = spec(tone, 21);
+        relief.pigment.count = 0;
+        relief.erythema.count = 0;
+        let c = compare(&mut a, &relief, tone.name()).unwrap();
+        let h = c.measured.hyperpigmentation.as_ref().unwrap();
+        assert_eq!(
+            h.spot_count,
+            0,
+            "{}: shadows counted as pigment",
+            tone.name()
+        );
+
+        let mut macules = spec(tone, 22);
+        macules.pores.count = 0;
+        macules.scars.icepick.count = 0;
+        macules.scars.boxcar.count = 0;
+        macules.scars.rolling.count = 0;
+        macules.pigment.count = 8;
+        let c = compare(&mut a, &macules, tone.name()).unwrap();
+        assert_eq!(
+            c.scar_count().measured,
+            0.0,
+            "{}: macules counted as scars",
+            tone.name()
+        );
+        assert_eq!(
+            c.pore_count().measured,
+            0.0,
+            "{}: macules counted as pores",
+            tone.name()
+        );
+        assert_eq!(c.pigment_count().measured, 8.0, "{}", tone.name());
+    }
+}
+
+fn severities(m: &RegionMetrics) -> [f64; 4] {
+    [
+        m.pores.as_ref().unwrap().severity,
+        m.hyperpigmentation.as_ref().unwrap().severity,
+        m.scarring.as_ref().unwrap().severity,
+        m.redness.as_ref().unwrap().severity,
+    ]
+}
+
+/// Five levels of one factor, everything else fixed: that factor's severity strictly rises.
+#[test]
+fn severity_ladders_are_strictly_monotone() {
+    let mut a = analyzer();
+    type Setter = fn(&mut PhantomSpec, u32);
+    let ladders: [(&str, usize, Setter); 3] = [
+        ("pores", 0, |s, k| s.pores.count = 20 * k),
+        ("pigment", 1, |s, k| s.pigment.count = k),
+        ("redness", 3, |s, k| s.erythema.count = k),
+    ];
+    check_ladders(&mut a, &ladders);
+}
+
+/// The scar ladder (1–5 icepick scars) is not yet strictly monotone on light skin
+/// (61.9 → 61.6 from 4 to 5 scars), tracked in issue 3.
+#[test]
+#[ignore = "known gap, issue 3: scar severity ladder not strictly monotone on light skin"]
+fn scar_severity_ladder_is_strictly_monotone() {
+    let mut a = analyzer();
+    type Setter = fn(&mut PhantomSpec, u32);
+    let ladders: [(&str, usize, Setter); 1] = [("scars", 2, |s, k| s.scars.icepick.count = k)];
+    check_ladders(&mut a, &ladders);
+}
+
+fn check_ladders(a: &mut Analyzer, ladders: &[(&str, usize, fn(&mut PhantomSpec, u32))]) {
+    for tone in TONES {
+        for &(name, index, set) in ladders {
+            let levels: Vec<f64> = (1..=5)
+                .map(|k| {
+                    let mut s = spec(tone, 31);
+                    set(&mut s, k);
+                    severities(&compare(a, &s, name).unwrap().measured)[index]
+                })
+                .collect();
+            assert!(
+                levels.windows(2).all(|w| w[1] > w[0]),
+                "{} {name}: {levels:?}",
+                tone.name()
+            );
+        }
+    }
+}
+
+fn relative_change(a: f64, b: f64) -> f64 {
+    if a == b {
+        0.0
+    } else {
+        (a - b).abs() / a.abs().max(1e-12)
+    }
+}
+
+type Nuisance = fn(&mut PhantomSpec);
+
+/// Photometric nuisances within clinical range (exposure ×0.7–1.3, a white-balance cast, a
+/// 10% illumination gradient) change each finding metric by ≤ 5%.
+#[test]
+fn photometric_nuisances_change_metrics_by_at_most_5_percent() {
+    let nuisances: [(&str, Nuisance); 4] = [
+        ("exposure x0.7", |s| s.nuisances.exposure = 0.7),
+        ("exposure x1.3", |s| s.nuisances.exposure = 1.3),
+        ("warm cast", |s| {
+            s.nuisances.white_balance = [1.1, 1.0, 0.88]
+        }),
+        ("gradient 10%", |s| s.nuisances.gradient_strength = 0.1),
+    ];
+    check_nuisances(&nuisances);
+}
+
+/// Sensor noise and JPEG re-encoding. Known gap (issue 3 stays open): 8×8 JPEG block edges
+/// at q90 pass the pore band-pass, and σ = 0.002 linear noise on dark skin (reflectance
+/// ≈ 0.05) buries pores and macules, so counts move by more than 5%.
+#[test]
+#[ignore = "known gap, issue 3: JPEG q90 and noise on dark skin move counts by > 5%"]
+fn noise_and_jpeg_change_metrics_by_at_most_5_percent() {
+    let nuisances: [(&str, Nuisance); 2] = [
+        ("noise", |s| s.nuisances.noise_sigma = 0.002),
+        ("jpeg q90", |s| s.nuisances.jpeg_quality = Some(90)),
+    ];
+    check_nuisances(&nuisances);
+}
+
+fn check_nuisances(nuisances: &[(&str, Nuisance)]) {
+    let mut a = analyzer();
+    let mut failures = Vec::new();
+    for tone in TONES {
+        let base = compare(&mut a, &spec(tone, 41), "clean").unwrap();
+        for &(name, apply) in nuisances {
+            let mut s = spec(tone, 41);
+            apply(&mut s);
+            let c: Comparison = compare(&mut a, &s, name).unwrap();
+            for (metric, x, y) in [
+                (
+                    "pore count",
+                    base.pore_count().measured,
+                    c.pore_count().measured,
+                ),
+                (
+                    "pigment area",
+                    base.pigment_area_pct().measured,
+                    c.pigment_area_pct().measured,
+                ),
+                (
+                    "scar count",
+                    base.scar_count().measured,
+                    c.scar_count().measured,
+                ),
+                (
+                    "redness area",
+                    base.redness_area_pct().measured,
+                    c.redness_area_pct().measured,
+                ),
+            ] {
+                if relative_change(x, y) > 0.05 {
+                    failures.push(format!("{} {name}: {metric} {x:.3} -> {y:.3}", tone.name()));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
