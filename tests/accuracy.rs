@@ -172,7 +172,10 @@ fn scar_severity_ladder_is_strictly_monotone() {
     check_ladders(&mut a, &ladders);
 }
 
-fn check_ladders(a: &mut Analyzer, ladders: &[(&str, usize, fn(&mut PhantomSpec, u32))]) {
+/// A factor's name, its index in [`severities`], and how to set its level.
+type Ladder<'a> = (&'a str, usize, fn(&mut PhantomSpec, u32));
+
+fn check_ladders(a: &mut Analyzer, ladders: &[Ladder<'_>]) {
     for tone in TONES {
         for &(name, index, set) in ladders {
             let levels: Vec<f64> = (1..=5)

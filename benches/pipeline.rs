@@ -1,0 +1,70 @@
+//! What it measures: the single-photo pipeline on the bundled 1350×1350 studio portrait
+//! (`fixtures/faces/london_038_neutral.jpg`, face ≈ 515 px wide, ≈ 3.6 px/mm), stage by stage,
+//! each with one ONNX intra-op thread (as a batch worker runs it):
+//!
+//! * `decode_jpeg`: read + sha256 + decode + EXIF orientation (`io::load_photo`);
+//! * `face_regions`: detector + 468-point mesh + 8 region masks (`face::face_regions`);
+//! * `analyze_face`: the whole pipeline, face regions, scale from the face (decode, QC,
+//!   regions, resampling to 10 px/mm, skin model, metrics);
+//! * `analyze_phantom_40mm`: the whole pipeline on a 400×400 phantom at its true scale.
+//!
+//! Run with `cargo bench --bench pipeline`. Results are quoted in the README.
+
+use std::hint::black_box;
+use std::path::Path;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use dermatrack::analyze::{AnalyzeOptions, Analyzer};
+use dermatrack::face::{FaceModels, face_regions};
+use dermatrack::io::{LoadOptions, load_photo};
+use dermatrack::phantom::{PhantomSpec, render};
+use dermatrack::regions::RegionMode;
+
+fn portrait() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/faces/london_038_neutral.jpg")
+}
+
+fn bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("pipeline");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(8));
+    let path = portrait();
+    group.bench_function("decode_jpeg", |b| {
+        b.iter(|| black_box(load_photo(&path, &LoadOptions::default()).unwrap()))
+    });
+
+    let photo = load_photo(&path, &LoadOptions::default()).unwrap();
+    let models_dir = dermatrack::model::default_models_dir();
+    let mut face = FaceModels::load(&models_dir, 1).unwrap();
+    group.bench_function("face_regions", |b| {
+        b.iter(|| black_box(face_regions(&mut face, &photo.pixels).unwrap()))
+    });
+
+    let mut analyzer = Analyzer::new(AnalyzeOptions {
+        regions: RegionMode::Face,
+        ..AnalyzeOptions::default()
+    })
+    .unwrap();
+    group.bench_function("analyze_face", |b| {
+        b.iter(|| black_box(analyzer.analyze_path(&path).unwrap()))
+    });
+
+    let phantom = render(&PhantomSpec {
+        width_mm: 40.0,
+        height_mm: 40.0,
+        ..PhantomSpec::default()
+    })
+    .unwrap();
+    let options = analyzer.options_mut();
+    options.regions = RegionMode::Whole;
+    options.px_per_mm = Some(10.0);
+    group.bench_function("analyze_phantom_40mm", |b| {
+        b.iter(|| black_box(analyzer.analyze_photo(phantom.to_photo("p")).unwrap()))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

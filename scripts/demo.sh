@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The main job on the bundled demo data, from a fresh clone:
+#   set up (ONNX Runtime, reproducible model check), build, and analyse the bundled photos,
+#   writing JSON reports and overlay pictures to out/demo/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+cargo build --release --locked
+bin=target/release/dermatrack
+out=out/demo
+mkdir -p "$out"
+
+status=0
+# A real studio portrait (CC BY 4.0, see fixtures/faces/ATTRIBUTION.md): face regions, scale
+# estimated from the interpupillary distance.
+"$bin" analyze fixtures/faces/london_038_neutral.jpg --regions face \
+  -o "$out/portrait.json" --overlay "$out/portrait.overlay.png" || status=$?
+# A phantom with known truth (fixtures/demo/phantom-intermediate.truth.json): whole frame at
+# its true scale.
+"$bin" analyze fixtures/demo/phantom-intermediate.png --regions whole --px-per-mm 10 \
+  -o "$out/phantom.json" --overlay "$out/phantom.overlay.png" || status=$?
+
+echo
+echo "reports written to $out/:"
+ls -1 "$out"
+exit "$status"
