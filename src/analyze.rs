@@ -26,6 +26,9 @@ pub struct AnalyzeOptions {
     pub px_per_mm: Option<f64>,
     /// Which regions to measure. Default: `auto`.
     pub regions: RegionMode,
+    /// A custom-regions JSON file (named polygons in pixel coordinates, see
+    /// [`crate::regions::load_custom_regions`]); when set it replaces `regions`. Default: none.
+    pub regions_file: Option<PathBuf>,
     /// Loading limits.
     pub load: LoadOptions,
     /// Folder holding the models and their manifests. Default: [`default_models_dir`].
@@ -44,6 +47,7 @@ impl Default for AnalyzeOptions {
         AnalyzeOptions {
             px_per_mm: None,
             regions: RegionMode::Auto,
+            regions_file: None,
             load: LoadOptions::default(),
             models_dir: default_models_dir(),
             skin_model: "skin-v1".into(),
@@ -101,6 +105,15 @@ pub struct Analyzer {
     face: Option<FaceModels>,
 }
 
+/// The working scale, flagged as assumed: used only when nothing better is known.
+fn assumed_scale(working_px_per_mm: f64) -> Scale {
+    Scale {
+        px_per_mm: working_px_per_mm,
+        source: ScaleSource::Assumed,
+        relative_uncertainty: None,
+    }
+}
+
 impl Analyzer {
     /// Validates the options, loads ONNX Runtime and the skin model.
     pub fn new(options: AnalyzeOptions) -> Result<Analyzer> {
@@ -115,7 +128,8 @@ impl Analyzer {
             skin,
             face: None,
         };
-        if analyzer.options.regions != RegionMode::Whole {
+        if analyzer.options.regions != RegionMode::Whole && analyzer.options.regions_file.is_none()
+        {
             // Fail at start-up, not on the first photo, when the face models are missing.
             analyzer.face_models()?;
         }
@@ -210,6 +224,23 @@ impl Analyzer {
             relative_uncertainty: None,
         });
         let mut notes = Vec::new();
+        if let Some(file) = &self.options.regions_file {
+            let regions = crate::regions::load_custom_regions(file, photo.width(), photo.height())?;
+            let scale = user_scale.unwrap_or_else(|| {
+                notes.push(format!(
+                    "scale unknown: assumed the model's working scale of {working} px/mm; \
+                     give --px-per-mm for physical sizes"
+                ));
+                assumed_scale(working)
+            });
+            let set = RegionSet {
+                regions,
+                scale,
+                mode_used: "custom".into(),
+                notes,
+            };
+            return Ok((set, None));
+        }
         if self.options.regions != RegionMode::Whole {
             match face_regions_in_photo(self.face_models()?, photo) {
                 Ok(face) => {
@@ -241,11 +272,7 @@ impl Analyzer {
                 "scale unknown: assumed the model's working scale of {working} px/mm; \
                  give --px-per-mm for physical sizes"
             ));
-            Scale {
-                px_per_mm: working,
-                source: ScaleSource::Assumed,
-                relative_uncertainty: None,
-            }
+            assumed_scale(working)
         });
         let set = RegionSet {
             regions: vec![RegionMask::whole(photo.width(), photo.height())],
@@ -267,6 +294,7 @@ impl Analyzer {
     fn settings(&self) -> Settings {
         Settings {
             regions: self.options.regions,
+            regions_file: self.options.regions_file.clone(),
             px_per_mm: self.options.px_per_mm,
             max_pixels: self.options.load.max_pixels,
             metrics: self.options.metrics.clone(),

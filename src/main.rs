@@ -67,6 +67,10 @@ struct AnalyzeArgs {
     /// Which regions to measure.
     #[arg(long, value_enum, default_value_t = RegionsArg::Auto)]
     regions: RegionsArg,
+    /// Measure these named polygons instead (JSON: {"regions": [{"name", "polygon": [[x,y],...]}]},
+    /// pixel coordinates of the upright photo), e.g. a treated patch or a body site.
+    #[arg(long, value_name = "FILE.json")]
+    regions_file: Option<PathBuf>,
     /// Write the JSON here instead of standard output.
     #[arg(short = 'o', long = "output", value_name = "OUT.json")]
     output: Option<PathBuf>,
@@ -164,6 +168,7 @@ fn analyze(args: AnalyzeArgs) -> Result<ExitCode, SetupError> {
     let options = AnalyzeOptions {
         px_per_mm: args.px_per_mm,
         regions: args.regions.into(),
+        regions_file: args.regions_file.clone(),
         ..options(&args.common)
     };
     let mut analyzer = Analyzer::new(options)

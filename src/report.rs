@@ -111,6 +111,8 @@ pub struct ModelInfo {
 pub struct Settings {
     /// `--regions` as asked.
     pub regions: crate::regions::RegionMode,
+    /// `--regions-file`, when given (it replaces `regions`).
+    pub regions_file: Option<PathBuf>,
     /// `--px-per-mm` as given, if any.
     pub px_per_mm: Option<f64>,
     /// Decompression-bomb limit in pixels.

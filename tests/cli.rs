@@ -98,6 +98,7 @@ struct Runtime {
 #[allow(dead_code)]
 struct Settings {
     regions: String,
+    regions_file: Option<PathBuf>,
     px_per_mm: Option<f64>,
     max_pixels: u64,
     metrics: dermatrack::metrics::MetricSettings,
@@ -331,4 +332,123 @@ fn tampered_model_is_refused() {
     ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("manifest expects"), "{}", stderr(&o));
+}
+
+#[test]
+fn custom_regions_file_is_measured_and_bad_files_fail_the_photo() {
+    let dir = tempfile::tempdir().unwrap();
+    let photo = skin_png(dir.path());
+    let regions = dir.path().join("regions.json");
+    std::fs::write(
+        &regions,
+        r#"{"regions": [{"name": "patch_a", "polygon": [[10,10],[110,10],[110,110],[10,110]]},
+                        {"name": "patch_b", "polygon": [[150,20],[290,20],[290,200]]}]}"#,
+    )
+    .unwrap();
+    let out = dir.path().join("custom.json");
+    let o = run(&[
+        "analyze",
+        photo.to_str().unwrap(),
+        "--regions-file",
+        regions.to_str().unwrap(),
+        "--px-per-mm",
+        "10",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let doc = parse(&out);
+    assert_eq!(doc.regions_mode.as_deref(), Some("custom"));
+    let names: Vec<&str> = doc.regions.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["patch_a", "patch_b"]);
+    // Pixel centres inside the 100×100 square: exactly 100 × 100.
+    assert_eq!(doc.regions[0].pixel_count, 10_000);
+    assert!(doc.regions.iter().all(|r| r.metrics.tone.is_some()));
+
+    std::fs::write(
+        &regions,
+        r#"{"regions": [{"name": "../x", "polygon": [[0,0],[1,1]]}]}"#,
+    )
+    .unwrap();
+    let o = run(&[
+        "analyze",
+        photo.to_str().unwrap(),
+        "--regions-file",
+        regions.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("regions.json"), "{}", stderr(&o));
+}
+
+#[test]
+fn face_regions_on_the_bundled_portrait() {
+    let portrait =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/faces/london_038_neutral.jpg");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("face.json");
+    let overlay = dir.path().join("face.png");
+    let o = run(&[
+        "analyze",
+        portrait.to_str().unwrap(),
+        "--regions",
+        "face",
+        "-o",
+        out.to_str().unwrap(),
+        "--overlay",
+        overlay.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let doc = parse(&out);
+    assert_eq!(doc.regions_mode.as_deref(), Some("face"));
+    assert_eq!(doc.image.px_per_mm_source.as_deref(), Some("face_ipd"));
+    let s = doc.image.px_per_mm.unwrap();
+    assert!((2.6..4.2).contains(&s), "px/mm {s}");
+    assert!(doc.image.px_per_mm_uncertainty.unwrap() > 0.0);
+    let names: Vec<&str> = doc.regions.iter().map(|r| r.name.as_str()).collect();
+    for want in [
+        "forehead",
+        "nose",
+        "cheek_left",
+        "cheek_right",
+        "chin",
+        "perioral",
+        "periorbital_left",
+        "periorbital_right",
+    ] {
+        assert!(names.contains(&want), "{want} missing from {names:?}");
+    }
+    assert!(doc.face.is_some());
+    assert!(doc.quality.checks.iter().any(|c| c.name == "face_yaw_deg"));
+    let png = image::open(&overlay).unwrap();
+    assert_eq!((png.width(), png.height()), (1350, 1350));
+}
+
+#[test]
+fn auto_falls_back_to_whole_without_a_face_and_face_mode_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let photo = skin_png(dir.path());
+    let o = run(&["analyze", photo.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let doc: Doc = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc.regions_mode.as_deref(), Some("whole"));
+    assert!(
+        doc.notes.iter().any(|n| n.contains("no face found")),
+        "{:?}",
+        doc.notes
+    );
+
+    let out = dir.path().join("f.json");
+    let o = run(&[
+        "analyze",
+        photo.to_str().unwrap(),
+        "--regions",
+        "face",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let doc = parse(&out);
+    assert_eq!(doc.error.unwrap().kind, "no_face");
 }
