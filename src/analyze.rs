@@ -224,49 +224,44 @@ impl Analyzer {
             relative_uncertainty: None,
         });
         let mut notes = Vec::new();
-        if let Some(file) = &self.options.regions_file {
+        let (regions, mode_used) = if let Some(file) = &self.options.regions_file {
             let regions = crate::regions::load_custom_regions(file, photo.width(), photo.height())?;
-            let scale = user_scale.unwrap_or_else(|| {
-                notes.push(format!(
-                    "scale unknown: assumed the model's working scale of {working} px/mm; \
-                     give --px-per-mm for physical sizes"
-                ));
-                assumed_scale(working)
-            });
-            let set = RegionSet {
-                regions,
-                scale,
-                mode_used: "custom".into(),
-                notes,
-            };
-            return Ok((set, None));
-        }
-        if self.options.regions != RegionMode::Whole {
-            match face_regions_in_photo(self.face_models()?, photo) {
-                Ok(face) => {
-                    face.add_quality_checks(&mut checked.quality);
-                    if face.other_faces > 0 {
+            (regions, "custom")
+        } else {
+            if self.options.regions != RegionMode::Whole {
+                match face_regions_in_photo(self.face_models()?, photo) {
+                    Ok(face) => {
+                        face.add_quality_checks(&mut checked.quality);
+                        if face.other_faces > 0 {
+                            notes.push(format!(
+                                "{} other face(s) in the frame were ignored; the largest was \
+                                 measured",
+                                face.other_faces
+                            ));
+                        }
+                        let set = RegionSet {
+                            scale: user_scale.unwrap_or(face.scale),
+                            regions: face.regions.clone(),
+                            mode_used: "face".into(),
+                            notes,
+                        };
+                        return Ok((set, Some(face.summary())));
+                    }
+                    Err(Error::NoFace { reason, .. })
+                        if self.options.regions == RegionMode::Auto =>
+                    {
                         notes.push(format!(
-                            "{} other face(s) in the frame were ignored; the largest was measured",
-                            face.other_faces
+                            "regions auto: no face found ({reason}); measured the whole frame"
                         ));
                     }
-                    let set = RegionSet {
-                        scale: user_scale.unwrap_or(face.scale),
-                        regions: face.regions.clone(),
-                        mode_used: "face".into(),
-                        notes,
-                    };
-                    return Ok((set, Some(face.summary())));
+                    Err(e) => return Err(e),
                 }
-                Err(Error::NoFace { reason, .. }) if self.options.regions == RegionMode::Auto => {
-                    notes.push(format!(
-                        "regions auto: no face found ({reason}); measured the whole frame"
-                    ));
-                }
-                Err(e) => return Err(e),
             }
-        }
+            (
+                vec![RegionMask::whole(photo.width(), photo.height())],
+                "whole",
+            )
+        };
         let scale = user_scale.unwrap_or_else(|| {
             notes.push(format!(
                 "scale unknown: assumed the model's working scale of {working} px/mm; \
@@ -275,9 +270,9 @@ impl Analyzer {
             assumed_scale(working)
         });
         let set = RegionSet {
-            regions: vec![RegionMask::whole(photo.width(), photo.height())],
+            regions,
             scale,
-            mode_used: "whole".into(),
+            mode_used: mode_used.into(),
             notes,
         };
         Ok((set, None))
