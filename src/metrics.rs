@@ -117,15 +117,24 @@ pub struct MetricSettings {
     /// Smallest pore diameter counted, mm. Default 0.08.
     pub pore_min_diameter_mm: f64,
     /// Scar candidates are connected sets with `scar_energy` (local RMS of the scar band-pass)
-    /// above this (OD). Default 0.013, just above the energy of normal skin texture.
+    /// above this (OD), or above twice the region's robust `scar_response` σ when that is
+    /// higher (the RMS that texture and noise alone give is about one σ). Default 0.008. The
+    /// candidate only delimits where to look: the tests below decide what is a scar.
     pub scar_threshold: f32,
     /// A candidate is a scar when its darkest floor or shadowed wall reaches this
     /// `scar_response` (OD; icepick and boxcar scars)… Default 0.08.
     pub scar_floor_threshold: f32,
-    /// …or when a lit wall is this much brighter than its surroundings (OD; rolling scars,
-    /// whose relief is a bright/dark pair with little net darkening). Pores and pore
-    /// clusters darken without such a bright lobe. Default 0.02.
+    /// …or when it holds a relief dipole: a lit wall at least this much brighter than its
+    /// surroundings (OD; rolling scars, whose relief is a bright/dark pair with little net
+    /// darkening) next to a shadowed one. The bright lobe must also clear 3 robust σ of the
+    /// region's `scar_response` (texture and noise make lobes too). Default 0.015.
     pub scar_wall_threshold: f32,
+    /// …and that bright lobe must be at least this fraction of the dark one. A darkening
+    /// without relief (a pore cluster, a shadow) also dips below zero around itself, but only
+    /// through the band-pass surround: for this difference of Gaussians (σ 0.4/2 mm) that
+    /// undershoot is at most ~10% of the peak, whatever the darkening's size. Default 0.25.
+    #[serde(default = "default_scar_wall_ratio")]
+    pub scar_wall_ratio: f32,
     /// Smallest scar diameter, mm (atrophic scars start where pores end). Default 0.5.
     pub scar_min_diameter_mm: f64,
     /// Gaussian pre-smoothing of the `*_excess` maps, mm: the chromophore projection amplifies
@@ -146,6 +155,23 @@ pub struct MetricSettings {
     /// estimate), so noisy or heavily textured photos do not turn texture into findings
     /// (a constant-false-alarm-rate detector). Default 5.
     pub noise_k: f32,
+    /// Pores are darkenings, so `pore_response` has no true detections below zero: running
+    /// the pore detector on the negated map counts the false alarms that texture, sensor noise
+    /// and JPEG blocking produce, with their real (heavy-tailed, spatially correlated)
+    /// statistics rather than a Gaussian σ. The pore threshold is raised until that mirrored
+    /// detector finds at most this many per cm² of region ("negative detections", as radio
+    /// astronomy source finders estimate their reliability: Serra, Jurek & Flöer, PASA 29,
+    /// 2012). Default 0.1.
+    #[serde(default = "default_pore_false_alarms_per_cm2")]
+    pub pore_false_alarms_per_cm2: f64,
+}
+
+fn default_scar_wall_ratio() -> f32 {
+    MetricSettings::default().scar_wall_ratio
+}
+
+fn default_pore_false_alarms_per_cm2() -> f64 {
+    MetricSettings::default().pore_false_alarms_per_cm2
 }
 
 impl Default for MetricSettings {
@@ -154,9 +180,10 @@ impl Default for MetricSettings {
             pore_threshold: 0.04,
             pore_max_diameter_mm: 0.6,
             pore_min_diameter_mm: 0.08,
-            scar_threshold: 0.013,
+            scar_threshold: 0.008,
             scar_floor_threshold: 0.08,
-            scar_wall_threshold: 0.02,
+            scar_wall_threshold: 0.015,
+            scar_wall_ratio: 0.25,
             scar_min_diameter_mm: 0.5,
             excess_smoothing_mm: 0.3,
             pigment_threshold: 0.06,
@@ -164,6 +191,7 @@ impl Default for MetricSettings {
             redness_threshold: 0.05,
             redness_min_area_mm2: 0.8,
             noise_k: 5.0,
+            pore_false_alarms_per_cm2: 0.1,
         }
     }
 }
@@ -233,45 +261,89 @@ pub fn measure_region(
     // is not also counted as a cluster of pores.
     let energy = channel("scar_energy");
     let scar_response = channel("scar_response");
-    let floor = adaptive(scar_response, settings.scar_floor_threshold);
-    let wall = settings.scar_wall_threshold;
+    let (r_median, r_sigma) = robust_stats(scar_response, &mask);
+    let floor = settings
+        .scar_floor_threshold
+        .max(r_median + settings.noise_k * r_sigma);
+    let wall = settings.scar_wall_threshold.max(RELIEF_LOBE_K * r_sigma);
     let min_scar_px = disk_area_px(settings.scar_min_diameter_mm, px_per_mm);
-    let scars: Vec<Blob> = components(&threshold(
-        energy,
-        &mask,
-        adaptive(energy, settings.scar_threshold),
-    ))
-    .into_iter()
-    .filter(|b| b.len() as f64 >= min_scar_px)
-    .filter(|b| {
-        let (lo, hi) = b.pixels.iter().fold((0f32, 0f32), |(lo, hi), &p| {
-            (lo.min(scar_response[p]), hi.max(scar_response[p]))
-        });
-        hi > floor || lo < -wall
-    })
-    .collect();
-    let scar_mask = paint(&scars, mask.dim());
+    let candidates = threshold(energy, &mask, settings.scar_threshold.max(2.0 * r_sigma));
+    let scar_candidates: Vec<Blob> = components(&candidates)
+        .into_iter()
+        .filter(|b| b.len() as f64 >= min_scar_px)
+        .filter(|b| {
+            let (lo, hi) = b.pixels.iter().fold((f32::MAX, f32::MIN), |(lo, hi), &p| {
+                (lo.min(scar_response[p]), hi.max(scar_response[p]))
+            });
+            let (dark, bright) = (hi - r_median, r_median - lo);
+            let floor_or_wall = hi > floor;
+            let relief_dipole =
+                bright > wall && dark > wall && bright >= settings.scar_wall_ratio * dark;
+            floor_or_wall || relief_dipole
+        })
+        .filter(|b| {
+            !peak_on_boundary(
+                b,
+                scar_response.mapv(|v| (v - r_median).abs()).view(),
+                &mask,
+            )
+        })
+        .collect();
+    // The reported footprint is the extent at half the peak energy, which, like the pores'
+    // half-max size, does not grow with the detection threshold or the scar's depth.
+    let scar_reach = (SCAR_REACH_MM * px_per_mm).ceil() as usize;
+    let mut taken = Array2::from_elem(mask.dim(), false);
+    let scars: Vec<Blob> = scar_candidates
+        .iter()
+        .flat_map(|b| {
+            split_scars(
+                b,
+                energy,
+                scar_response,
+                floor,
+                &mask,
+                &mut taken,
+                scar_reach,
+            )
+        })
+        .filter(|b| b.len() as f64 >= min_scar_px)
+        .collect();
+    let exclusion = paint(&scars, mask.dim());
 
     // A pore smaller than ~1.5 source pixels cannot be told from noise, whatever the working
     // scale: upsampling adds no detail.
     let source_px_per_mm = px_per_mm / maps.zoom;
     let pore_min_mm = settings.pore_min_diameter_mm.max(1.5 / source_px_per_mm);
     let pore_response = channel("pore_response");
-    let mut pore_candidates = threshold(
-        pore_response,
-        &mask,
-        adaptive(pore_response, settings.pore_threshold),
-    );
-    pore_candidates.zip_mut_with(&scar_mask, |p, &s| *p &= !s);
     let (min_pore, max_pore) = (
         disk_area_px(pore_min_mm, px_per_mm),
         disk_area_px(settings.pore_max_diameter_mm, px_per_mm),
     );
-    let pores: Vec<Blob> = components(&pore_candidates)
-        .into_iter()
-        .map(|b| half_max_extent(&b, pore_response, &mask, 16))
-        .filter(|b| (min_pore..=max_pore).contains(&(b.len() as f64)))
-        .collect();
+    let detect_pores = |response: ndarray::ArrayView2<'_, f32>, t: f32| -> Vec<Blob> {
+        let mut candidates = threshold(response, &mask, t);
+        candidates.zip_mut_with(&exclusion, |p, &s| *p &= !s);
+        components(&candidates)
+            .into_iter()
+            .filter(|b| !peak_on_boundary(b, response, &mask))
+            .map(|b| half_max_extent(&b, response, &mask, 16))
+            .filter(|b| (min_pore..=max_pore).contains(&(b.len() as f64)))
+            .collect()
+    };
+    let pore_t = {
+        let t0 = adaptive(pore_response, settings.pore_threshold);
+        let negated = pore_response.mapv(|v| -v);
+        let mut false_peaks: Vec<f32> = detect_pores(negated.view(), t0)
+            .iter()
+            .map(|b| peak(b, negated.view()))
+            .collect();
+        false_peaks.sort_by(|a, b| b.total_cmp(a));
+        let allowed = (settings.pore_false_alarms_per_cm2 * area_mm2 / 100.0).floor() as usize;
+        // Raising the threshold to the (allowed + 1)-th strongest mirrored peak leaves about
+        // `allowed` mirrored detections (a blob's peak decides whether it survives a higher
+        // threshold; splitting at the higher level is ignored).
+        false_peaks.get(allowed).map_or(t0, |&p| t0.max(p))
+    };
+    let pores = detect_pores(pore_response, pore_t);
 
     let sigma_px = (settings.excess_smoothing_mm * px_per_mm) as f32;
     // Macules and patches are measured at half their peak contrast, like the pores, so the
@@ -281,6 +353,7 @@ pub fn measure_region(
         components(&threshold(map.view(), &mask, adaptive(map.view(), t)))
             .into_iter()
             .filter(|b| b.len() as f64 * mm2_per_px >= min_area_mm2)
+            .filter(|b| !peak_on_boundary(b, map.view(), &mask))
             .map(|b| half_max_extent(&b, map.view(), &mask, patch_reach))
             .collect()
     };
@@ -320,7 +393,9 @@ pub fn measure_region(
     };
     let pigment_fraction = fraction(&pigment);
     let pigment_contrast = mean_over(&pigment, melanin_excess.view());
-    let scar_fraction = fraction(&scars);
+    // Scar extents may overlap (a lesion beside another); the area is their union.
+    let scar_mask = paint(&scars, mask.dim());
+    let scar_fraction = scar_mask.iter().filter(|&&s| s).count() as f64 / n as f64;
     let red_fraction = fraction(&redness);
     let red_contrast = mean_over(&redness, hemoglobin_excess.view());
     let hemoglobin = channel("hemoglobin");
@@ -409,6 +484,124 @@ impl Blob {
     fn len(&self) -> usize {
         self.pixels.len()
     }
+}
+
+/// Lobes of a relief dipole must clear this many robust σ of the region's `scar_response`:
+/// texture and noise make ± lobes too, and a blob's extreme is the largest of several
+/// roughly independent samples (the band-pass correlates pixels over ~0.4 mm), so a lower
+/// factor than the per-pixel [`MetricSettings::noise_k`] suffices.
+const RELIEF_LOBE_K: f32 = 3.0;
+
+/// Largest distance from a scar's energy peak to its half-max edge that is searched, mm: the
+/// widest atrophic scars are ~5 mm, and the energy spreads ~1 mm (its 0.8-mm window) beyond.
+const SCAR_REACH_MM: f64 = 6.0;
+
+/// The scars inside one accepted candidate, each the extent at half its peak `scar_energy`.
+///
+/// The first grows from the candidate's energy maximum. A candidate can also hold a second
+/// lesion close by (an icepick beside a boxcar scar, joined by the low candidate threshold):
+/// every further energy maximum that is not on the slope of an extent already taken (not
+/// next to it) is a scar of its own when it has its own dark floor (`scar_response` above
+/// `floor`); the second lobe of a relief dipole has no such floor and is not counted twice.
+/// Slopes and rejected maxima are marked taken without being counted.
+fn split_scars(
+    candidate: &Blob,
+    energy: ndarray::ArrayView2<'_, f32>,
+    scar_response: ndarray::ArrayView2<'_, f32>,
+    floor: f32,
+    mask: &Array2<bool>,
+    taken: &mut Array2<bool>,
+    reach: usize,
+) -> Vec<Blob> {
+    let (h, w) = mask.dim();
+    let inside: std::collections::HashSet<(usize, usize)> =
+        candidate.pixels.iter().copied().collect();
+    let mut order = candidate.pixels.clone();
+    order.sort_by(|a, b| energy[*b].total_cmp(&energy[*a]));
+    let mut scars = Vec::new();
+    for seed in order {
+        if taken[seed] {
+            continue;
+        }
+        let (sy, sx) = seed;
+        let on_slope = (sy.saturating_sub(1)..=(sy + 1).min(h - 1))
+            .any(|y| (sx.saturating_sub(1)..=(sx + 1).min(w - 1)).any(|x| taken[[y, x]]));
+        // Each extent stays inside its candidate (half the peak of a faint scar can be
+        // below the candidate threshold, and must not flood the texture around it) but may
+        // overlap another scar's: the area is measured on their union.
+        let extent = grow_at_half_max(seed, energy, |p| mask[p] && inside.contains(&p), reach);
+        let own_floor = extent.pixels.iter().any(|&p| scar_response[p] > floor);
+        for &p in &extent.pixels {
+            taken[p] = true;
+        }
+        taken[seed] = true;
+        if scars.is_empty() || (!on_slope && own_floor) {
+            scars.push(extent);
+        }
+    }
+    scars
+}
+
+/// The connected set around `seed` where `response` is at least half its value at the seed,
+/// within `reach` pixels and where `allowed`.
+fn grow_at_half_max(
+    seed: (usize, usize),
+    response: ndarray::ArrayView2<'_, f32>,
+    allowed: impl Fn((usize, usize)) -> bool,
+    reach: usize,
+) -> Blob {
+    let (h, w) = response.dim();
+    let (py, px) = seed;
+    let half = 0.5 * response[seed];
+    let (y0, x0) = (py.saturating_sub(reach), px.saturating_sub(reach));
+    let (y1, x1) = ((py + reach + 1).min(h), (px + reach + 1).min(w));
+    let mut seen = Array2::from_elem((y1 - y0, x1 - x0), false);
+    let mut blob = Blob::default();
+    let mut stack = vec![seed];
+    seen[[py - y0, px - x0]] = true;
+    while let Some((cy, cx)) = stack.pop() {
+        blob.pixels.push((cy, cx));
+        for ny in cy.saturating_sub(1).max(y0)..=(cy + 1).min(y1 - 1) {
+            for nx in cx.saturating_sub(1).max(x0)..=(cx + 1).min(x1 - 1) {
+                if !seen[[ny - y0, nx - x0]] && allowed((ny, nx)) && response[[ny, nx]] >= half {
+                    seen[[ny - y0, nx - x0]] = true;
+                    stack.push((ny, nx));
+                }
+            }
+        }
+    }
+    blob
+}
+
+/// The largest value of `response` inside a blob.
+fn peak(blob: &Blob, response: ndarray::ArrayView2<'_, f32>) -> f32 {
+    blob.pixels
+        .iter()
+        .map(|&p| response[p])
+        .fold(f32::MIN, f32::max)
+}
+
+/// True when the blob's strongest pixel touches the region's edge (or the map's). Such a
+/// finding is the tail of something outside the region — brows, hairline, lips, the shadow
+/// of the face contour — whose response keeps rising across the edge, not a lesion whose
+/// centre lies inside; it cannot be measured whole either, so it is not counted.
+fn peak_on_boundary(
+    blob: &Blob,
+    response: ndarray::ArrayView2<'_, f32>,
+    mask: &Array2<bool>,
+) -> bool {
+    let (h, w) = mask.dim();
+    let Some(&(y, x)) = blob
+        .pixels
+        .iter()
+        .max_by(|a, b| response[**a].total_cmp(&response[**b]))
+    else {
+        return false;
+    };
+    if y == 0 || x == 0 || y + 1 == h || x + 1 == w {
+        return true;
+    }
+    (y - 1..=y + 1).any(|ny| (x - 1..=x + 1).any(|nx| !mask[[ny, nx]]))
 }
 
 fn disk_area_px(diameter_mm: f64, px_per_mm: f64) -> f64 {
