@@ -58,6 +58,18 @@ impl Default for AnalyzeOptions {
 }
 
 impl AnalyzeOptions {
+    /// The settings that influence the numbers, as recorded in reports and hashed into the
+    /// batch store's keys (one definition, so the two never drift apart).
+    pub fn settings(&self) -> Settings {
+        Settings {
+            regions: self.regions,
+            regions_file: self.regions_file.clone(),
+            px_per_mm: self.px_per_mm,
+            max_pixels: self.load.max_pixels,
+            metrics: self.metrics.clone(),
+        }
+    }
+
     /// Checks ranges; called by [`Analyzer::new`].
     pub fn validate(&self) -> Result<()> {
         if let Some(s) = self.px_per_mm
@@ -287,13 +299,7 @@ impl Analyzer {
     }
 
     fn settings(&self) -> Settings {
-        Settings {
-            regions: self.options.regions,
-            regions_file: self.options.regions_file.clone(),
-            px_per_mm: self.options.px_per_mm,
-            max_pixels: self.options.load.max_pixels,
-            metrics: self.options.metrics.clone(),
-        }
+        self.options.settings()
     }
 
     /// The document of a successful analysis.

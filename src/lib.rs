@@ -12,13 +12,19 @@
 //! | per-region numbers | [`metrics`] | [`metrics::RegionMetrics`] |
 //! | JSON documents | [`report`] | [`report::AnalysisDocument`] |
 //! | pictures of what was counted | [`overlay`] | an RGB image |
+//! | a study on disk (folders or manifest), validated | [`study`] | [`study::Study`] |
+//! | every photo scored, in parallel and incrementally | [`batch`] | [`batch::Scored`] |
+//! | per-subject change over sessions | [`progress_report`] | [`progress_report::SubjectReport`] |
+//! | cohort tables (CSV) and per-arm summary | [`cohort`] | [`cohort::CohortDocument`] |
 //!
-//! [`analyze::Analyzer`] chains them for one photo. ONNX Runtime is loaded at run time
+//! [`analyze::Analyzer`] chains them for one photo; [`batch::run_study`] runs a whole study. ONNX Runtime is loaded at run time
 //! ([`runtime`]). The library has no command-line dependencies; the `dermatrack` binary is a
 //! thin layer over it.
 #![deny(missing_docs)]
 
 pub mod analyze;
+pub mod batch;
+pub mod cohort;
 pub mod error;
 pub mod face;
 pub mod io;
@@ -26,11 +32,13 @@ pub mod metrics;
 pub mod model;
 pub mod overlay;
 pub mod phantom;
+pub mod progress_report;
 pub mod quality;
 pub mod reference;
 pub mod regions;
 pub mod report;
 pub mod runtime;
+pub mod study;
 pub mod validation;
 
 pub use error::{Error, Result};

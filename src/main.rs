@@ -30,6 +30,37 @@ enum Command {
     Analyze(AnalyzeArgs),
     /// Render synthetic skin images with exactly known truth (JSON and masks beside each).
     Phantom(PhantomArgs),
+    /// Score a whole study (SUBJECT/SESSION/photo folders or a manifest CSV) incrementally and
+    /// write per-subject progress reports and cohort tables.
+    Run(RunArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// The study: a folder (SUBJECT/SESSION/VIEW.jpg, or with a manifest.csv) or a manifest CSV.
+    study: PathBuf,
+    /// Output folder: photos/ (stored analyses), subjects/, scores.csv, changes.csv,
+    /// cohort.json, run.json.
+    #[arg(long, value_name = "DIR", default_value = "dermatrack-out")]
+    out: PathBuf,
+    /// Photos analysed in parallel (one analyzer per worker, ONNX Runtime single-threaded).
+    #[arg(long, value_name = "N")]
+    jobs: Option<usize>,
+    /// Pixels per millimetre for photos without a manifest `px_per_mm` value.
+    #[arg(long, value_name = "F")]
+    px_per_mm: Option<f64>,
+    /// Which regions to measure.
+    #[arg(long, value_enum, default_value_t = RegionsArg::Auto)]
+    regions: RegionsArg,
+    /// Minimal detectable changes per metric (default: MODELS/noise_floor.json).
+    #[arg(long, value_name = "FILE")]
+    noise_floor: Option<PathBuf>,
+    /// Folder with the models and their manifests.
+    #[arg(long, value_name = "DIR")]
+    models: Option<PathBuf>,
+    /// Refuse images with more pixels than this (checked before decoding).
+    #[arg(long, value_name = "N", default_value_t = LoadOptions::default().max_pixels)]
+    max_pixels: u64,
 }
 
 #[derive(clap::Args, Debug)]
@@ -119,6 +150,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Analyze(args) => analyze(args),
         Command::Phantom(args) => phantom(args),
+        Command::Run(args) => run(args),
     };
     match result {
         Ok(code) => code,
@@ -127,6 +159,62 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn run(args: RunArgs) -> Result<ExitCode, SetupError> {
+    use dermatrack::batch::{PhotoProgress, RunOptions, run_study};
+    let study = dermatrack::study::Study::open(&args.study)
+        .with_context(|| format!("cannot read the study {}", args.study.display()))
+        .map_err(SetupError)?;
+    for issue in &study.issues {
+        eprintln!("dermatrack: {}: {}", issue.path, issue.message);
+    }
+    let defaults = RunOptions::new(&args.out);
+    let options = RunOptions {
+        analyze: AnalyzeOptions {
+            px_per_mm: args.px_per_mm,
+            regions: args.regions.into(),
+            models_dir: args.models.unwrap_or(defaults.analyze.models_dir.clone()),
+            load: LoadOptions {
+                max_pixels: args.max_pixels,
+                ..LoadOptions::default()
+            },
+            ..defaults.analyze.clone()
+        },
+        jobs: args.jobs.unwrap_or(defaults.jobs),
+        noise_floor: args.noise_floor,
+        ..defaults
+    };
+    let progress = |p: &PhotoProgress<'_>| match p.error {
+        None => eprintln!(
+            "[{}/{}] {} ok {:.1}s",
+            p.done, p.total, p.photo.display, p.seconds
+        ),
+        Some(e) => eprintln!(
+            "[{}/{}] {} FAILED {:.1}s: {e}",
+            p.done, p.total, p.photo.display, p.seconds
+        ),
+    };
+    let summary = run_study(&study, &options, &progress)
+        .context("the run stopped")
+        .map_err(SetupError)?;
+    eprintln!(
+        "dermatrack: {} photos: {} analysed, {} reused, {} failed; {} issue(s) in the study; \
+         {} subject report(s) in {} ({:.1}s)",
+        summary.photos,
+        summary.analysed,
+        summary.reused,
+        summary.failed,
+        summary.issues,
+        summary.subjects,
+        args.out.display(),
+        summary.seconds
+    );
+    Ok(if summary.failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn phantom(args: PhantomArgs) -> Result<ExitCode, SetupError> {
