@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the bundled demo data, from a fresh clone:
-#   set up (ONNX Runtime, reproducible model check), build, and analyse the bundled photos,
-#   writing JSON reports and overlay pictures to out/demo/.
+#   set up (ONNX Runtime, reproducible model check), build, score the bundled demo study and
+#   analyse the bundled photos, writing reports and overlay pictures to out/demo/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +12,9 @@ out=out/demo
 mkdir -p "$out"
 
 status=0
+# The main job: a small study (2 subjects × 4 sessions, phantoms with a known story) scored
+# incrementally into per-subject progress reports, scores.csv, changes.csv and cohort.json.
+"$bin" run fixtures/demo-study --regions whole --out "$out/study" || status=$?
 # A real studio portrait (CC BY 4.0, see fixtures/faces/ATTRIBUTION.md): face regions, scale
 # estimated from the interpupillary distance.
 "$bin" analyze fixtures/faces/london_038_neutral.jpg --regions face \
@@ -23,5 +26,5 @@ status=0
 
 echo
 echo "reports written to $out/:"
-ls -1 "$out"
+ls -1 "$out" "$out/study" "$out/study/subjects"
 exit "$status"
