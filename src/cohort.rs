@@ -51,7 +51,7 @@ pub fn t_quantile_975(df: usize) -> f64 {
 }
 
 /// Summary of changes from baseline in one group.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct GroupSummary {
     /// Treatment arm.
     pub arm: String,
@@ -78,7 +78,7 @@ pub struct GroupSummary {
 }
 
 /// `OUT/cohort.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CohortDocument {
     /// Layout version (1).
     pub schema_version: u32,

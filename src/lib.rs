@@ -38,6 +38,7 @@ pub mod reference;
 pub mod regions;
 pub mod report;
 pub mod runtime;
+pub mod schema;
 pub mod study;
 pub mod validation;
 

@@ -11,7 +11,7 @@ use crate::model::{SkinMaps, srgb_to_linear};
 use crate::regions::RegionMask;
 
 /// Constitutive skin tone in CIELAB (D65) and the Individual Typology Angle.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Tone {
     /// ITA° = atan((L* − 50) / b*) · 180/π (Chardon, Cretois & Hourseau, Int J Cosmet Sci
@@ -30,7 +30,7 @@ pub struct Tone {
 }
 
 /// Pore measurements.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Pores {
     /// Number of pores found.
@@ -46,7 +46,7 @@ pub struct Pores {
 }
 
 /// Hyperpigmentation measurements.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Hyperpigmentation {
     /// Number of distinct pigmented macules.
@@ -60,7 +60,7 @@ pub struct Hyperpigmentation {
 }
 
 /// Atrophic scar measurements.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Scarring {
     /// Number of scars found.
@@ -72,7 +72,7 @@ pub struct Scarring {
 }
 
 /// Redness (erythema) measurements.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Redness {
     /// Mean hemoglobin optical density component (erythema index, model units).
@@ -84,7 +84,7 @@ pub struct Redness {
 }
 
 /// All measurements of one region. A metric is absent when it could not be computed.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegionMetrics {
     /// Pores.
@@ -107,7 +107,7 @@ pub struct RegionMetrics {
 /// Detection settings. The defaults were calibrated on phantoms (`tests/accuracy.rs`,
 /// `examples/accuracy_report.rs`); every length is in millimetres so the settings do not
 /// depend on the model's working scale.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MetricSettings {
     /// A pore is a connected set of pixels with `pore_response` above this (OD). Default 0.04.

@@ -35,7 +35,7 @@ pub const PROGRESS_SCHEMA_VERSION: u32 = 1;
 pub const NOISE_FLOOR_FILE: &str = "noise_floor.json";
 
 /// Which direction of change is an improvement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Better {
     /// Less is better (counts, areas, severities).
@@ -47,7 +47,7 @@ pub enum Better {
 }
 
 /// The minimal detectable change of one metric.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MetricFloor {
     /// Smallest absolute change taken as real, in the metric's unit.
@@ -59,7 +59,7 @@ pub struct MetricFloor {
 }
 
 /// `models/noise_floor.json`: minimal detectable changes per metric.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NoiseFloor {
     /// Layout version (1).
@@ -73,7 +73,7 @@ pub struct NoiseFloor {
 }
 
 /// The noise floor's identity, for provenance.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NoiseFloorInfo {
     /// The file read.
     pub path: String,
@@ -151,7 +151,7 @@ impl NoiseFloor {
 }
 
 /// A model, by name and sha256.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ModelRef {
     /// Name ("skin-v1", "face_detector", ...).
     pub name: String,
@@ -162,7 +162,7 @@ pub struct ModelRef {
 }
 
 /// What produced a report, and when.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Provenance {
     /// Software.
     pub tool: ToolInfo,
@@ -248,7 +248,7 @@ pub fn flatten_metrics(metrics: &crate::metrics::RegionMetrics) -> Vec<(String, 
 }
 
 /// The report of one subject.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SubjectReport {
     /// Layout version: [`PROGRESS_SCHEMA_VERSION`].
     pub schema_version: u32,
@@ -269,7 +269,7 @@ pub struct SubjectReport {
 }
 
 /// One session of a subject.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SessionEntry {
     /// Position in date order (0 = baseline).
     pub index: usize,
@@ -288,7 +288,7 @@ pub struct SessionEntry {
 }
 
 /// One photo of a session.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SessionPhoto {
     /// View.
     pub view: String,
@@ -311,7 +311,7 @@ pub struct SessionPhoto {
 }
 
 /// A change against a reference session.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Change {
     /// The reference session's index.
     pub reference_session: usize,
@@ -326,7 +326,7 @@ pub struct Change {
 }
 
 /// One session's value in a series.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Point {
     /// Session index.
     pub session: usize,
@@ -342,7 +342,7 @@ pub struct Point {
 }
 
 /// One metric of one region of one view over time.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Series {
     /// View.
     pub view: String,
@@ -362,7 +362,9 @@ pub struct Series {
 }
 
 /// What a flag says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum FlagKind {
     /// Hyperpigmentation area or severity rose significantly since the previous session, which
@@ -378,7 +380,7 @@ pub enum FlagKind {
 }
 
 /// Something for a person to look at.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Flag {
     /// What.
     pub kind: FlagKind,

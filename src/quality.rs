@@ -20,7 +20,7 @@ pub const MAX_SHADOW_CLIPPED: f64 = 0.05;
 pub const MEAN_LUMA_RANGE: (f64, f64) = (0.12, 0.92);
 
 /// One check: what was measured, against what limit, and the verdict.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QualityCheck {
     /// Stable identifier, e.g. "highlight_clipping".
@@ -34,7 +34,7 @@ pub struct QualityCheck {
 }
 
 /// All checks run on one photo.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QualityReport {
     /// True when every check passed.

@@ -10,7 +10,7 @@ use image::GrayImage;
 use serde::{Deserialize, Serialize};
 
 /// How the pixels-per-millimetre value was obtained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ScaleSource {
     /// Given by the user (`--px-per-mm`), e.g. from a ruler or a calibrated camera rig.
@@ -23,7 +23,7 @@ pub enum ScaleSource {
 }
 
 /// The photo's physical scale.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Scale {
     /// Pixels per millimetre on the skin surface.
     pub px_per_mm: f64,
@@ -193,7 +193,7 @@ pub const MAX_CUSTOM_REGIONS: usize = 32;
 const CUSTOM_REGIONS_SETTING: &str = "regions-file";
 
 /// A custom-regions file: `{"regions": [{"name": "...", "polygon": [[x, y], ...]}]}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CustomRegionsFile {
     /// The regions, in report order.
@@ -201,7 +201,7 @@ pub struct CustomRegionsFile {
 }
 
 /// One user-drawn region.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CustomRegion {
     /// Name: non-empty, ASCII letters, digits, `_` and `-` only (it becomes a JSON key and a
@@ -324,7 +324,9 @@ pub fn custom_region_masks(
 }
 
 /// Which regions to measure, as asked on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum RegionMode {
     /// Anatomical face regions; an error when no face is found.

@@ -18,7 +18,7 @@ use crate::runtime::RuntimeInfo;
 pub const ANALYZE_SCHEMA_VERSION: u32 = 1;
 
 /// Name and version of the software that wrote a document.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ToolInfo {
     /// "dermatrack".
     pub name: String,
@@ -37,7 +37,7 @@ impl ToolInfo {
 }
 
 /// Whether a photo was analysed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Measured.
@@ -47,7 +47,7 @@ pub enum Status {
 }
 
 /// A failure, machine- and human-readable.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ErrorInfo {
     /// Stable identifier (see [`crate::Error::kind`]).
     pub kind: String,
@@ -65,7 +65,7 @@ impl From<&crate::Error> for ErrorInfo {
 }
 
 /// What was read.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ImageInfo {
     /// Path as given.
     pub path: PathBuf,
@@ -92,7 +92,7 @@ pub struct ImageInfo {
 }
 
 /// Which model produced the numbers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ModelInfo {
     /// Model name, e.g. "skin-v1".
     pub name: String,
@@ -107,7 +107,7 @@ pub struct ModelInfo {
 }
 
 /// The settings that influence the numbers, recorded for reproducibility.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Settings {
     /// `--regions` as asked.
     pub regions: crate::regions::RegionMode,
@@ -122,7 +122,7 @@ pub struct Settings {
 }
 
 /// One region's measurements.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RegionReport {
     /// Region name ("whole", "forehead", "cheek_left", ...).
     pub name: String,
@@ -137,7 +137,7 @@ pub struct RegionReport {
 }
 
 /// The `dermatrack analyze` document.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AnalysisDocument {
     /// Layout version: [`ANALYZE_SCHEMA_VERSION`].
     pub schema_version: u32,

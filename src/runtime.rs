@@ -31,7 +31,9 @@ pub const SETUP_HINT: &str = "run `python3 scripts/fetch_onnxruntime.py` in the 
      shared library";
 
 /// Which ONNX Runtime library was loaded, for provenance in reports.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct RuntimeInfo {
     /// Path of the loaded shared library.
     pub library: PathBuf,

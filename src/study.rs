@@ -98,6 +98,21 @@ impl<'de> Deserialize<'de> for Date {
     }
 }
 
+/// Dates are ISO 8601 calendar dates in JSON (`"2026-01-15"`).
+impl schemars::JsonSchema for Date {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Date".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "format": "date",
+            "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+        })
+    }
+}
+
 fn is_leap(y: i64) -> bool {
     (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
 }
@@ -137,7 +152,7 @@ pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
 }
 
 /// One photo of the study, with where it came from.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct StudyPhoto {
     /// Subject identifier, as given (untrusted; see [`safe_file_stem`]).
     pub subject: String,
@@ -168,7 +183,7 @@ pub struct StudyPhoto {
 }
 
 /// What kind of problem ingest found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum IssueKind {
     /// A file that is not a photo (by extension), in the folder layout.
@@ -191,7 +206,7 @@ pub enum IssueKind {
 }
 
 /// One problem found in the study; the run reports all of them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Issue {
     /// What kind.
     pub kind: IssueKind,
@@ -204,7 +219,7 @@ pub struct Issue {
 }
 
 /// How the study was described.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Layout {
     /// `SUBJECT/SESSION/VIEW.jpg` folders.
@@ -214,7 +229,7 @@ pub enum Layout {
 }
 
 /// A study: every usable photo and every problem found.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Study {
     /// The study folder (the manifest's folder in manifest mode).
     pub root: PathBuf,

@@ -25,7 +25,7 @@ pub const CROP_SCALE: f32 = 1.5;
 pub const MIN_PRESENCE: f32 = 0.5;
 
 /// The square, rotated crop the mesh ran on, in photo pixels.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct MeshCrop {
     /// Centre `[x, y]`.
     pub center: [f32; 2],
@@ -199,7 +199,7 @@ pub fn run_mesh(session: &mut ModelSession, input: Array4<f32>) -> Result<(Vec<f
 
 /// Head orientation in degrees. Signs are defined on the image, so a mirrored photo negates
 /// yaw and roll and keeps pitch.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Pose {
     /// Turn about the vertical axis; positive when the nose points towards the image's right
     /// (in an unmirrored photo, the subject turned towards their own left).
@@ -213,7 +213,7 @@ pub struct Pose {
 }
 
 /// The face mesh's landmarks in photo coordinates.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FaceLandmarks {
     /// 468 points `[x, y, z]`: x, y in photo pixels; z is MediaPipe's relative depth (smaller is
     /// closer to the camera, origin near the head's centre) rescaled to photo pixels.

@@ -399,7 +399,7 @@ pub struct FaceRegions {
 }
 
 /// Summary numbers of a [`FaceRegions`], for reports.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FaceSummary {
     /// Detector score.
