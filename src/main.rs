@@ -52,6 +52,10 @@ struct RunArgs {
     /// Which regions to measure.
     #[arg(long, value_enum, default_value_t = RegionsArg::Auto)]
     regions: RegionsArg,
+    /// Measure these named polygons in every photo instead (see `analyze --regions-file`);
+    /// for registered close-up series of a treated patch.
+    #[arg(long, value_name = "FILE.json")]
+    regions_file: Option<PathBuf>,
     /// Minimal detectable changes per metric (default: MODELS/noise_floor.json).
     #[arg(long, value_name = "FILE")]
     noise_floor: Option<PathBuf>,
@@ -174,6 +178,7 @@ fn run(args: RunArgs) -> Result<ExitCode, SetupError> {
         analyze: AnalyzeOptions {
             px_per_mm: args.px_per_mm,
             regions: args.regions.into(),
+            regions_file: args.regions_file,
             models_dir: args.models.unwrap_or(defaults.analyze.models_dir.clone()),
             load: LoadOptions {
                 max_pixels: args.max_pixels,

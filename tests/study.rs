@@ -354,3 +354,30 @@ fn hostile_identifiers_stay_inside_the_output_folder() {
     .unwrap();
     assert_eq!((r.subject.as_str(), r.arm.as_str()), ("../../etc", "a,b"));
 }
+
+#[test]
+fn custom_regions_apply_to_every_photo_of_a_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let regions = dir.path().join("patch.json");
+    std::fs::write(
+        &regions,
+        r#"{"regions": [{"name": "patch", "polygon": [[50,50],[250,50],[250,250],[50,250]]}]}"#,
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_dermatrack"))
+        .arg("run")
+        .arg(demo())
+        .arg("--regions-file")
+        .arg(&regions)
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for subject in ["A01", "B01"] {
+        let r = report(&out, subject);
+        assert!(!r.series.is_empty());
+        assert!(r.series.iter().all(|s| s.region == "patch"), "{subject}");
+    }
+}
