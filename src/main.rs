@@ -46,16 +46,8 @@ struct RunArgs {
     /// Photos analysed in parallel (one analyzer per worker, ONNX Runtime single-threaded).
     #[arg(long, value_name = "N")]
     jobs: Option<usize>,
-    /// Pixels per millimetre for photos without a manifest `px_per_mm` value.
-    #[arg(long, value_name = "F")]
-    px_per_mm: Option<f64>,
-    /// Which regions to measure.
-    #[arg(long, value_enum, default_value_t = RegionsArg::Auto)]
-    regions: RegionsArg,
-    /// Measure these named polygons in every photo instead (see `analyze --regions-file`);
-    /// for registered close-up series of a treated patch.
-    #[arg(long, value_name = "FILE.json")]
-    regions_file: Option<PathBuf>,
+    #[command(flatten)]
+    measure: MeasureArgs,
     /// Minimal detectable changes per metric (default: MODELS/noise_floor.json).
     #[arg(long, value_name = "FILE")]
     noise_floor: Option<PathBuf>,
@@ -96,7 +88,23 @@ struct PhantomArgs {
 struct AnalyzeArgs {
     /// The photo (JPEG, PNG 8/16-bit or TIFF).
     image: PathBuf,
-    /// Pixels per millimetre on the skin, if known (ruler, calibrated rig).
+    #[command(flatten)]
+    measure: MeasureArgs,
+    /// Write the JSON here instead of standard output.
+    #[arg(short = 'o', long = "output", value_name = "OUT.json")]
+    output: Option<PathBuf>,
+    /// Also draw what was counted (pores, pigment, scars, redness, region outlines) as a PNG.
+    #[arg(long, value_name = "OUT.png")]
+    overlay: Option<PathBuf>,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+/// Where and at what scale to measure, shared by `analyze` and `run`.
+#[derive(clap::Args, Debug)]
+struct MeasureArgs {
+    /// Pixels per millimetre on the skin, if known (ruler, calibrated rig). For `run`, the
+    /// fallback for photos without a manifest `px_per_mm` value.
     #[arg(long, value_name = "F")]
     px_per_mm: Option<f64>,
     /// Which regions to measure.
@@ -106,14 +114,6 @@ struct AnalyzeArgs {
     /// pixel coordinates of the upright photo), e.g. a treated patch or a body site.
     #[arg(long, value_name = "FILE.json")]
     regions_file: Option<PathBuf>,
-    /// Write the JSON here instead of standard output.
-    #[arg(short = 'o', long = "output", value_name = "OUT.json")]
-    output: Option<PathBuf>,
-    /// Also draw what was counted (pores, pigment, scars, redness, region outlines) as a PNG.
-    #[arg(long, value_name = "OUT.png")]
-    overlay: Option<PathBuf>,
-    #[command(flatten)]
-    common: CommonArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -176,9 +176,9 @@ fn run(args: RunArgs) -> Result<ExitCode, SetupError> {
     let defaults = RunOptions::new(&args.out);
     let options = RunOptions {
         analyze: AnalyzeOptions {
-            px_per_mm: args.px_per_mm,
-            regions: args.regions.into(),
-            regions_file: args.regions_file,
+            px_per_mm: args.measure.px_per_mm,
+            regions: args.measure.regions.into(),
+            regions_file: args.measure.regions_file,
             models_dir: args.models.unwrap_or(defaults.analyze.models_dir.clone()),
             load: LoadOptions {
                 max_pixels: args.max_pixels,
@@ -259,9 +259,9 @@ fn options(common: &CommonArgs) -> AnalyzeOptions {
 
 fn analyze(args: AnalyzeArgs) -> Result<ExitCode, SetupError> {
     let options = AnalyzeOptions {
-        px_per_mm: args.px_per_mm,
-        regions: args.regions.into(),
-        regions_file: args.regions_file.clone(),
+        px_per_mm: args.measure.px_per_mm,
+        regions: args.measure.regions.into(),
+        regions_file: args.measure.regions_file.clone(),
         ..options(&args.common)
     };
     let mut analyzer = Analyzer::new(options)
