@@ -381,3 +381,59 @@ fn custom_regions_apply_to_every_photo_of_a_run() {
         assert!(r.series.iter().all(|s| s.region == "patch"), "{subject}");
     }
 }
+
+/// A blown-out photo is still scored but flagged `qc_failed` at its session; a photo whose
+/// scale comes from a different source than the baseline's is flagged `not_comparable`.
+#[test]
+fn capture_problems_are_flagged_in_the_subject_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let study = dir.path().join("study");
+    copy_dir(&demo(), &study);
+    // Overexpose A01's third session ×3 (clipping far above the 2% highlight limit).
+    let photo = study.join("A01/2026-03-02_tx3/front.png");
+    let mut img = image::open(&photo).unwrap().to_rgb8();
+    for p in img.pixels_mut() {
+        p.0 = p.0.map(|v| v.saturating_mul(3));
+    }
+    img.save(&photo).unwrap();
+    // Drop B01's follow-up scale from the manifest: that photo falls back to an assumed scale.
+    let manifest = study.join("manifest.csv");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    let col = header
+        .iter()
+        .position(|h| *h == "px_per_mm")
+        .expect("px_per_mm column");
+    let edited: Vec<String> = text
+        .lines()
+        .map(|line| {
+            if line.contains("B01") && line.contains("followup") {
+                let mut cells: Vec<&str> = line.split(',').collect();
+                cells[col] = "";
+                cells.join(",")
+            } else {
+                line.to_string()
+            }
+        })
+        .collect();
+    std::fs::write(&manifest, edited.join("\n") + "\n").unwrap();
+
+    let out = dir.path().join("out");
+    run(&study, &out);
+    let a = report(&out, "A01");
+    let qc: Vec<usize> = a
+        .flags
+        .iter()
+        .filter(|f| f.kind == FlagKind::QcFailed)
+        .map(|f| f.session)
+        .collect();
+    assert_eq!(qc, vec![2], "{:#?}", a.flags);
+    let b = report(&out, "B01");
+    let nc: Vec<usize> = b
+        .flags
+        .iter()
+        .filter(|f| f.kind == FlagKind::NotComparable)
+        .map(|f| f.session)
+        .collect();
+    assert_eq!(nc, vec![3], "{:#?}", b.flags);
+}
