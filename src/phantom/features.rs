@@ -116,6 +116,32 @@ impl Feature {
             Shape::Scar { .. } => Layer::Scars,
         }
     }
+
+    /// The pixels whose centre lies within the feature's extent, in raster order, as
+    /// `(i, j, dx, dy, r2)`: column, row, offset of the pixel centre from the feature's centre
+    /// in mm, and its squared distance. The one place that walks a feature's footprint, so
+    /// drawing and measuring a feature see exactly the same pixels.
+    pub(crate) fn pixels(
+        &self,
+        ppm: f64,
+        width: usize,
+        height: usize,
+    ) -> impl Iterator<Item = (usize, usize, f64, f64, f64)> + '_ {
+        // Pixel i's centre is at (i + 0.5)/ppm mm, so it can be within the extent only for
+        // (x − e)·ppm − 0.5 ≤ i ≤ (x + e)·ppm − 0.5.
+        let x0 = (((self.x - self.extent) * ppm - 0.5).floor().max(0.0)) as usize;
+        let y0 = (((self.y - self.extent) * ppm - 0.5).floor().max(0.0)) as usize;
+        let x1 = ((((self.x + self.extent) * ppm - 0.5).ceil()) as usize).min(width - 1);
+        let y1 = ((((self.y + self.extent) * ppm - 0.5).ceil()) as usize).min(height - 1);
+        (y0..=y1).flat_map(move |j| {
+            let dy = (j as f64 + 0.5) / ppm - self.y;
+            (x0..=x1).filter_map(move |i| {
+                let dx = (i as f64 + 0.5) / ppm - self.x;
+                let r2 = dx * dx + dy * dy;
+                (r2 <= self.extent * self.extent).then_some((i, j, dx, dy, r2))
+            })
+        })
+    }
 }
 
 /// Cut-off radius (in units of the half-maximum radius) of a super-Gaussian `exp(−ln2·ρⁿ)`:
@@ -324,65 +350,52 @@ pub(crate) struct Drawn {
 impl Fields {
     /// Draws one feature; returns how many mask pixels it set.
     pub(crate) fn draw(&mut self, f: &Feature) -> Drawn {
-        let ppm = self.px_per_mm;
-        let x0 = (((f.x - f.extent) * ppm - 0.5).floor().max(0.0)) as usize;
-        let y0 = (((f.y - f.extent) * ppm - 0.5).floor().max(0.0)) as usize;
-        let x1 = ((((f.x + f.extent) * ppm - 0.5).ceil()) as usize).min(self.width - 1);
-        let y1 = ((((f.y + f.extent) * ppm - 0.5).ceil()) as usize).min(self.height - 1);
         let layer = f.layer() as usize;
         let mut mask_pixels = 0;
-        for j in y0..=y1 {
-            let dy = (j as f64 + 0.5) / ppm - f.y;
-            for i in x0..=x1 {
-                let dx = (i as f64 + 0.5) / ppm - f.x;
-                let r2 = dx * dx + dy * dy;
-                if r2 > f.extent * f.extent {
-                    continue;
+        for (i, j, dx, dy, r2) in f.pixels(self.px_per_mm, self.width, self.height) {
+            let p = j * self.width + i;
+            let inside = match &f.shape {
+                Shape::Pore { diameter, contrast } => {
+                    let r = 0.5 * diameter;
+                    let rho2 = r2 / (r * r);
+                    let profile = (-LN_2 * rho2 * rho2).exp();
+                    self.shade[p] *= (1.0 - contrast * profile) as f32;
+                    rho2 <= 1.0
                 }
-                let p = j * self.width + i;
-                let inside = match &f.shape {
-                    Shape::Pore { diameter, contrast } => {
-                        let r = 0.5 * diameter;
-                        let rho2 = r2 / (r * r);
-                        let profile = (-LN_2 * rho2 * rho2).exp();
-                        self.shade[p] *= (1.0 - contrast * profile) as f32;
-                        rho2 <= 1.0
-                    }
-                    Shape::Macule { excess, blob, .. } => {
-                        let rho = blob.rho(dx, dy);
-                        self.melanin[p] += (excess * (-LN_2 * rho.powi(6)).exp()) as f32;
-                        rho <= 1.0
-                    }
-                    Shape::Erythema { excess, blob, .. } => {
-                        let rho = blob.rho(dx, dy);
-                        self.hemoglobin[p] += (excess * (-LN_2 * rho.powi(4)).exp()) as f32;
-                        rho <= 1.0
-                    }
-                    Shape::Scar {
-                        kind,
-                        diameter,
-                        depth,
-                    } => {
-                        let a = 0.5 * diameter;
-                        let k = kind.profile_exponent();
-                        let r = r2.sqrt();
-                        let rho = r / a;
-                        let e = (-LN_10 * rho.powf(k)).exp();
-                        let d = depth * e;
-                        // z = −d(r); ∂z/∂r = D·ln10·k·ρ^(k−1)·e / a, pointing outwards.
-                        if r > 0.0 {
-                            let dzdr = depth * LN_10 * k * rho.powf(k - 1.0) * e / a;
-                            self.grad_x[p] += (dzdr * dx / r) as f32;
-                            self.grad_y[p] += (dzdr * dy / r) as f32;
-                        }
-                        self.occlusion[p] *= (a * a / (a * a + d * d)) as f32;
-                        rho <= 1.0
-                    }
-                };
-                if inside {
-                    self.masks[layer][p] = 255;
-                    mask_pixels += 1;
+                Shape::Macule { excess, blob, .. } => {
+                    let rho = blob.rho(dx, dy);
+                    self.melanin[p] += (excess * (-LN_2 * rho.powi(6)).exp()) as f32;
+                    rho <= 1.0
                 }
+                Shape::Erythema { excess, blob, .. } => {
+                    let rho = blob.rho(dx, dy);
+                    self.hemoglobin[p] += (excess * (-LN_2 * rho.powi(4)).exp()) as f32;
+                    rho <= 1.0
+                }
+                Shape::Scar {
+                    kind,
+                    diameter,
+                    depth,
+                } => {
+                    let a = 0.5 * diameter;
+                    let k = kind.profile_exponent();
+                    let r = r2.sqrt();
+                    let rho = r / a;
+                    let e = (-LN_10 * rho.powf(k)).exp();
+                    let d = depth * e;
+                    // z = −d(r); ∂z/∂r = D·ln10·k·ρ^(k−1)·e / a, pointing outwards.
+                    if r > 0.0 {
+                        let dzdr = depth * LN_10 * k * rho.powf(k - 1.0) * e / a;
+                        self.grad_x[p] += (dzdr * dx / r) as f32;
+                        self.grad_y[p] += (dzdr * dy / r) as f32;
+                    }
+                    self.occlusion[p] *= (a * a / (a * a + d * d)) as f32;
+                    rho <= 1.0
+                }
+            };
+            if inside {
+                self.masks[layer][p] = 255;
+                mask_pixels += 1;
             }
         }
         Drawn { mask_pixels }

@@ -369,25 +369,13 @@ fn mean(v: impl IntoIterator<Item = f64>) -> f64 {
 /// Min, max over the scar's extent and mean over its mask of the relief shading.
 fn scar_shading(f: &Feature, a: f64, relief: &[f32], (w, h): (usize, usize), ppm: f64) -> [f64; 3] {
     let (mut lo, mut hi, mut sum, mut n) = (f64::INFINITY, f64::NEG_INFINITY, 0.0, 0usize);
-    let x0 = ((f.x - f.extent) * ppm).floor().max(0.0) as usize;
-    let y0 = ((f.y - f.extent) * ppm).floor().max(0.0) as usize;
-    let x1 = (((f.x + f.extent) * ppm).ceil() as usize).min(w - 1);
-    let y1 = (((f.y + f.extent) * ppm).ceil() as usize).min(h - 1);
-    for j in y0..=y1 {
-        let dy = (j as f64 + 0.5) / ppm - f.y;
-        for i in x0..=x1 {
-            let dx = (i as f64 + 0.5) / ppm - f.x;
-            let r2 = dx * dx + dy * dy;
-            if r2 > f.extent * f.extent {
-                continue;
-            }
-            let s = f64::from(relief[j * w + i]);
-            lo = lo.min(s);
-            hi = hi.max(s);
-            if r2 <= a * a {
-                sum += s;
-                n += 1;
-            }
+    for (i, j, _, _, r2) in f.pixels(ppm, w, h) {
+        let s = f64::from(relief[j * w + i]);
+        lo = lo.min(s);
+        hi = hi.max(s);
+        if r2 <= a * a {
+            sum += s;
+            n += 1;
         }
     }
     [lo, hi, if n == 0 { 1.0 } else { sum / n as f64 }]
