@@ -55,6 +55,7 @@
 mod features;
 mod optics;
 mod output;
+mod perturb;
 mod rng;
 mod spec;
 mod texture;
@@ -74,6 +75,7 @@ pub use optics::{
     linear_srgb_to_lab, skin_reflectance, srgb_decode, srgb_encode,
 };
 pub use output::{SetOptions, generate_set, write_phantom};
+pub use perturb::{InsertedMacule, Perturbation, insert_macule, perturb};
 pub use spec::{
     BaseTone, ErythemaSpec, LightingSpec, NuisanceSpec, PhantomSpec, PigmentSpec, PoreSpec,
     ScarKind, ScarKindSpec, ScarSpec, TextureSpec, TonePreset,
@@ -321,7 +323,7 @@ fn compose(
 }
 
 /// Encodes 8-bit sRGB as baseline JPEG at `quality`.
-fn jpeg_round_trip(rgb8: &RgbImage, quality: u8) -> Result<Vec<u8>> {
+pub(crate) fn jpeg_round_trip(rgb8: &RgbImage, quality: u8) -> Result<Vec<u8>> {
     let mut bytes = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, quality)
         .encode_image(rgb8)
