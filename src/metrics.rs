@@ -51,7 +51,8 @@ pub struct Pores {
 pub struct Hyperpigmentation {
     /// Number of distinct pigmented macules.
     pub spot_count: u32,
-    /// Fraction of the region that is hyperpigmented.
+    /// Fraction of the region that is hyperpigmented (each macule's half-max extent, faint ones
+    /// near the detection threshold weighted down, see [`SOFT_MARGIN`]).
     pub area_fraction: f64,
     /// Mean melanin excess over local background inside the spots (optical density).
     pub mean_contrast: f64,
@@ -77,7 +78,8 @@ pub struct Scarring {
 pub struct Redness {
     /// Mean hemoglobin optical density component (erythema index, model units).
     pub erythema_index: f64,
-    /// Fraction of the region with hemoglobin clearly above its local background.
+    /// Fraction of the region with hemoglobin clearly above its local background (faint patches
+    /// weighted down as for pigment, see [`SOFT_MARGIN`]).
     pub area_fraction: f64,
     /// 0 (none) … 100 (most severe).
     pub severity: f64,
@@ -217,6 +219,11 @@ pub fn working_mask(maps: &SkinMaps, region: &RegionMask) -> Array2<bool> {
     })
 }
 
+/// Width of the soft detection ramp of pigment and redness patches, as a fraction of the
+/// detection threshold (see `measure_region`): a patch whose peak is at the threshold adds 0 to
+/// the area, one at `(1 + SOFT_MARGIN)` × threshold or above adds its whole extent.
+pub const SOFT_MARGIN: f32 = 0.5;
+
 /// The detections of one region, kept for overlays (working-scale pixel masks).
 #[derive(Debug, Clone)]
 pub struct Detections {
@@ -349,12 +356,26 @@ pub fn measure_region(
     // Macules and patches are measured at half their peak contrast, like the pores, so the
     // reported area does not depend on the detection threshold.
     let patch_reach = (8.0 * px_per_mm) as usize;
-    let patches = |map: &Array2<f32>, t: f32, min_area_mm2: f64| -> Vec<Blob> {
-        components(&threshold(map.view(), &mask, adaptive(map.view(), t)))
+    // Each patch also gets a weight for the area: 0 at the detection threshold rising to 1 at
+    // (1 + SOFT_MARGIN) × threshold. Why: a faint patch crossing the threshold would otherwise
+    // add its whole half-max extent at once, so re-photographing the same skin (exposure, JPEG,
+    // a shifted noise estimate) made the area jump by whole patches. Macules well above the
+    // threshold (all the phantoms' and any a clinician would point at) count fully.
+    let patches = |map: &Array2<f32>, t: f32, min_area_mm2: f64| -> Vec<(Blob, f64)> {
+        let t = adaptive(map.view(), t);
+        components(&threshold(map.view(), &mask, t))
             .into_iter()
             .filter(|b| b.len() as f64 * mm2_per_px >= min_area_mm2)
             .filter(|b| !peak_on_boundary(b, map.view(), &mask))
-            .map(|b| half_max_extent(&b, map.view(), &mask, patch_reach))
+            .map(|b| {
+                let peak = b
+                    .pixels
+                    .iter()
+                    .map(|&(y, x)| map[[y, x]])
+                    .fold(f32::MIN, f32::max);
+                let weight = f64::from(((peak - t) / (SOFT_MARGIN * t)).clamp(0.0, 1.0));
+                (half_max_extent(&b, map.view(), &mask, patch_reach), weight)
+            })
             .collect()
     };
     let melanin_excess = smooth(channel("melanin_excess"), sigma_px);
@@ -371,6 +392,13 @@ pub fn measure_region(
     ));
 
     let fraction = |blobs: &[Blob]| blobs.iter().map(Blob::len).sum::<usize>() as f64 / n as f64;
+    let weighted_fraction = |patches: &[(Blob, f64)]| {
+        patches.iter().map(|(b, w)| b.len() as f64 * w).sum::<f64>() / n as f64
+    };
+    let (pigment_weighted, redness_weighted) =
+        (weighted_fraction(&pigment), weighted_fraction(&redness));
+    let pigment: Vec<Blob> = pigment.into_iter().map(|(b, _)| b).collect();
+    let redness: Vec<Blob> = redness.into_iter().map(|(b, _)| b).collect();
     let mean_over = |blobs: &[Blob], map: ndarray::ArrayView2<'_, f32>| {
         let (sum, count) = blobs
             .iter()
@@ -391,12 +419,12 @@ pub fn measure_region(
             .sum::<f64>()
             / pores.len() as f64
     };
-    let pigment_fraction = fraction(&pigment);
+    let pigment_fraction = pigment_weighted;
     let pigment_contrast = mean_over(&pigment, melanin_excess.view());
     // Scar extents may overlap (a lesion beside another); the area is their union.
     let scar_mask = paint(&scars, mask.dim());
     let scar_fraction = scar_mask.iter().filter(|&&s| s).count() as f64 / n as f64;
-    let red_fraction = fraction(&redness);
+    let red_fraction = redness_weighted;
     let red_contrast = mean_over(&redness, hemoglobin_excess.view());
     let hemoglobin = channel("hemoglobin");
     let erythema_index = mask
@@ -714,21 +742,22 @@ fn robust_stats(map: ndarray::ArrayView2<'_, f32>, mask: &Array2<bool>) -> (f32,
 
 /// Half-max growth can make two detections of one macule reach the same pixels; keep each
 /// pixel once by merging blobs that share any.
-fn merge_overlapping(blobs: Vec<Blob>) -> Vec<Blob> {
-    let mut merged: Vec<Blob> = Vec::with_capacity(blobs.len());
-    for blob in blobs {
+fn merge_overlapping(blobs: Vec<(Blob, f64)>) -> Vec<(Blob, f64)> {
+    let mut merged: Vec<(Blob, f64)> = Vec::with_capacity(blobs.len());
+    for (blob, weight) in blobs {
         let set: std::collections::HashSet<(usize, usize)> = blob.pixels.iter().copied().collect();
         match merged
             .iter_mut()
-            .find(|m| m.pixels.iter().any(|p| set.contains(p)))
+            .find(|(m, _)| m.pixels.iter().any(|p| set.contains(p)))
         {
-            Some(m) => {
+            Some((m, w)) => {
                 let existing: std::collections::HashSet<(usize, usize)> =
                     m.pixels.iter().copied().collect();
                 m.pixels
                     .extend(blob.pixels.into_iter().filter(|p| !existing.contains(p)));
+                *w = w.max(weight);
             }
-            None => merged.push(blob),
+            None => merged.push((blob, weight)),
         }
     }
     merged
