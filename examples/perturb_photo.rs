@@ -1,7 +1,7 @@
 //! Writes a perturbed copy of a photo (re-positioned, re-exposed, white-balance cast, JPEG
 //! re-encoded) and optionally with a macule painted in: an AFTER photo whose truth is known.
 //!
-//! `cargo run --release --example perturb_photo -- IN OUT.jpg [--shift DX,DY] [--rotate DEG]
+//! `cargo run --release --example perturb_photo -- IN OUT.jpg|OUT.png [--shift DX,DY] [--rotate DEG]
 //!  [--scale S] [--exposure E] [--wb R,G,B] [--jpeg Q] [--macule X,Y,RADIUS_PX,OD]`
 
 use dermatrack::io::{LoadOptions, load_photo};
@@ -55,6 +55,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8),
         )
     });
+    if output.ends_with(".png") {
+        // 8-bit PNG: quantization without JPEG's block transform and chroma subsampling.
+        rgb8.save(output)?;
+        return Ok(());
+    }
     let mut file = std::io::BufWriter::new(std::fs::File::create(output)?);
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut file, jpeg.unwrap_or(95))
         .encode_image(&rgb8)?;

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::face::{FaceModels, FaceSummary, face_regions_in_photo};
+use crate::face::{FaceModels, FaceRegions, FaceSummary, face_regions_in_photo};
 use crate::io::{LoadOptions, Photo, load_photo};
 use crate::metrics::{self, Detections, MetricSettings, RegionMetrics};
 use crate::model::{SkinMaps, SkinModel, default_models_dir};
@@ -108,6 +108,18 @@ pub struct Analysis {
     pub detections: Vec<Option<Detections>>,
 }
 
+/// A photo whose regions are found but not yet measured ([`Analyzer::locate`]).
+#[derive(Debug, Clone)]
+pub struct Located {
+    /// The photo and its pixel and face quality checks.
+    pub checked: CheckedPhoto,
+    /// Regions and scale.
+    pub regions: RegionSet,
+    /// The face with its landmarks, when face regions were used. Its `regions` field is empty:
+    /// the masks were moved into `regions`.
+    pub face: Option<FaceRegions>,
+}
+
 /// Runs the pipeline on photos, one at a time.
 #[derive(Debug)]
 pub struct Analyzer {
@@ -188,6 +200,34 @@ impl Analyzer {
         self.options.validate()?;
         let mut checked = check_photo(photo);
         let (regions, face) = self.find_regions(&mut checked)?;
+        self.measure(checked, regions, face.as_ref().map(FaceRegions::summary))
+    }
+
+    /// Finds the regions of a photo (face, whole frame or custom, as the options say) and runs
+    /// the pixel and face quality checks, without measuring: the first half of
+    /// [`Analyzer::analyze_photo`], for callers that decide the regions themselves (e.g.
+    /// `compare`, which maps the before photo's regions onto the after photo).
+    pub fn locate(&mut self, photo: Photo) -> Result<Located> {
+        self.options.validate()?;
+        let mut checked = check_photo(photo);
+        let (regions, face) = self.find_regions(&mut checked)?;
+        Ok(Located {
+            checked,
+            regions,
+            face,
+        })
+    }
+
+    /// Measures a checked photo on given regions: adds the capture checks that need the regions
+    /// and the scale (sharpness), runs the skin model over the regions' bounding box and scores
+    /// every region.
+    pub fn measure(
+        &mut self,
+        mut checked: CheckedPhoto,
+        regions: RegionSet,
+        face: Option<FaceSummary>,
+    ) -> Result<Analysis> {
+        crate::quality::add_capture_checks(&mut checked.quality, &checked.photo.pixels, &regions);
         let Some(crop) = regions.union_bbox() else {
             return Err(Error::Decode {
                 path: checked.photo.path.clone(),
@@ -227,7 +267,7 @@ impl Analyzer {
     fn find_regions(
         &mut self,
         checked: &mut CheckedPhoto,
-    ) -> Result<(RegionSet, Option<FaceSummary>)> {
+    ) -> Result<(RegionSet, Option<FaceRegions>)> {
         let photo = &checked.photo;
         let working = self.skin.manifest.input.working_px_per_mm;
         let user_scale = self.options.px_per_mm.map(|px_per_mm| Scale {
@@ -242,7 +282,7 @@ impl Analyzer {
         } else {
             if self.options.regions != RegionMode::Whole {
                 match face_regions_in_photo(self.face_models()?, photo) {
-                    Ok(face) => {
+                    Ok(mut face) => {
                         face.add_quality_checks(&mut checked.quality);
                         if face.other_faces > 0 {
                             notes.push(format!(
@@ -253,11 +293,12 @@ impl Analyzer {
                         }
                         let set = RegionSet {
                             scale: user_scale.unwrap_or(face.scale),
-                            regions: face.regions.clone(),
+                            // Moved, not cloned: full-resolution masks are large.
+                            regions: std::mem::take(&mut face.regions),
                             mode_used: "face".into(),
                             notes,
                         };
-                        return Ok((set, Some(face.summary())));
+                        return Ok((set, Some(face)));
                     }
                     Err(Error::NoFace { reason, .. })
                         if self.options.regions == RegionMode::Auto =>

@@ -49,7 +49,7 @@ pub struct RunOptions {
     pub jobs: usize,
     /// Output folder (created).
     pub out: PathBuf,
-    /// Minimal detectable changes. Default: `<models>/noise_floor.json`.
+    /// Minimal detectable changes. Default: [`crate::progress_report::default_noise_floor`].
     pub noise_floor: Option<PathBuf>,
 }
 
@@ -367,10 +367,11 @@ pub fn run_study(
     progress: &(dyn Fn(&PhotoProgress<'_>) + Sync),
 ) -> Result<RunSummary> {
     let noise_path = options.noise_floor.clone().unwrap_or_else(|| {
-        options
-            .analyze
-            .models_dir
-            .join(crate::progress_report::NOISE_FLOOR_FILE)
+        crate::progress_report::default_noise_floor(
+            &options.analyze.models_dir,
+            options.analyze.regions,
+            options.analyze.regions_file.is_some(),
+        )
     });
     let noise = NoiseFloor::load(&noise_path)?;
     let mut scored = score_study(study, options, progress)?;

@@ -25,6 +25,8 @@
 pub mod analyze;
 pub mod batch;
 pub mod cohort;
+pub mod color;
+pub mod compare;
 pub mod error;
 pub mod face;
 pub mod io;
@@ -36,6 +38,7 @@ pub mod progress_report;
 pub mod quality;
 pub mod reference;
 pub mod regions;
+pub mod register;
 pub mod report;
 pub mod runtime;
 pub mod schema;

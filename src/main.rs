@@ -33,6 +33,50 @@ enum Command {
     /// Score a whole study (SUBJECT/SESSION/photo folders or a manifest CSV) incrementally and
     /// write per-subject progress reports and cohort tables.
     Run(RunArgs),
+    /// Compare two photos of the same skin (before, after): register, normalise colour, check
+    /// the pair, measure both on the same skin and judge each change against the noise floor.
+    Compare(CompareArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct CompareArgs {
+    /// The earlier photo; its regions are the reference.
+    before: PathBuf,
+    /// The later photo, registered onto BEFORE.
+    after: PathBuf,
+    #[command(flatten)]
+    measure: MeasureArgs,
+    /// Write the JSON here instead of standard output.
+    #[arg(short = 'o', long = "output", value_name = "OUT.json")]
+    output: Option<PathBuf>,
+    /// Also draw the aligned pair side by side with the changes highlighted, as a PNG.
+    #[arg(long, value_name = "OUT.png")]
+    overlay: Option<PathBuf>,
+    /// Colour normalization (default: chart when both chart files are given, else skin).
+    #[arg(long, value_enum)]
+    normalize: Option<NormalizeArg>,
+    /// Colour chart in BEFORE (JSON: patch rectangles and reference values or a named chart).
+    #[arg(long, value_name = "FILE.json")]
+    chart_before: Option<PathBuf>,
+    /// Colour chart in AFTER.
+    #[arg(long, value_name = "FILE.json")]
+    chart_after: Option<PathBuf>,
+    /// Minimal detectable changes per metric (default: MODELS/noise_floor.json for face and
+    /// auto regions, MODELS/noise_floor_closeup.json for whole-frame and custom regions).
+    #[arg(long, value_name = "FILE")]
+    noise_floor: Option<PathBuf>,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum NormalizeArg {
+    /// Leave colours as captured.
+    None,
+    /// Pin AFTER's pooled skin colour to BEFORE's.
+    Skin,
+    /// Map each photo to its colour chart's reference values.
+    Chart,
 }
 
 #[derive(clap::Args, Debug)]
@@ -48,7 +92,8 @@ struct RunArgs {
     jobs: Option<usize>,
     #[command(flatten)]
     measure: MeasureArgs,
-    /// Minimal detectable changes per metric (default: MODELS/noise_floor.json).
+    /// Minimal detectable changes per metric (default: MODELS/noise_floor.json for face and
+    /// auto regions, MODELS/noise_floor_closeup.json for whole-frame and custom regions).
     #[arg(long, value_name = "FILE")]
     noise_floor: Option<PathBuf>,
     /// Folder with the models and their manifests.
@@ -155,6 +200,7 @@ fn main() -> ExitCode {
         Command::Analyze(args) => analyze(args),
         Command::Phantom(args) => phantom(args),
         Command::Run(args) => run(args),
+        Command::Compare(args) => compare(args),
     };
     match result {
         Ok(code) => code,
@@ -280,6 +326,95 @@ fn analyze(args: AnalyzeArgs) -> Result<ExitCode, SetupError> {
     if let Some(error) = &document.error {
         eprintln!("dermatrack: {}", error.message);
     }
+    write_json(args.output.as_deref(), &document).map_err(SetupError)?;
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn compare(args: CompareArgs) -> Result<ExitCode, SetupError> {
+    use dermatrack::compare::{CompareOptions, Normalization, compare_paths, failed_document};
+    use dermatrack::progress_report::NoiseFloor;
+    let normalization = match args.normalize {
+        Some(NormalizeArg::None) => Normalization::None,
+        Some(NormalizeArg::Skin) => Normalization::Skin,
+        Some(NormalizeArg::Chart) => Normalization::Chart,
+        None if args.chart_before.is_some() && args.chart_after.is_some() => Normalization::Chart,
+        None => Normalization::Skin,
+    };
+    if (args.chart_before.is_some() != args.chart_after.is_some())
+        || (normalization == Normalization::Chart && args.chart_before.is_none())
+    {
+        return Err(SetupError(anyhow::anyhow!(
+            "chart normalization needs both --chart-before and --chart-after"
+        )));
+    }
+    let analyze_options = AnalyzeOptions {
+        px_per_mm: args.measure.px_per_mm,
+        regions: args.measure.regions.into(),
+        regions_file: args.measure.regions_file.clone(),
+        ..options(&args.common)
+    };
+    let floor_path = args.noise_floor.clone().unwrap_or_else(|| {
+        dermatrack::progress_report::default_noise_floor(
+            &analyze_options.models_dir,
+            analyze_options.regions,
+            analyze_options.regions_file.is_some(),
+        )
+    });
+    let floor = NoiseFloor::load(&floor_path)
+        .context("cannot read the noise floor")
+        .map_err(SetupError)?;
+    let floor_info = floor.describe(&floor_path);
+    let mut analyzer = Analyzer::new(analyze_options)
+        .context("cannot start the analysis")
+        .map_err(SetupError)?;
+    let options = CompareOptions {
+        normalization,
+        chart_before: args.chart_before.clone(),
+        chart_after: args.chart_after.clone(),
+        ..CompareOptions::default()
+    };
+    let document = match compare_paths(&mut analyzer, &args.before, &args.after, &options, &floor) {
+        Ok(comparison) => {
+            if let Some(path) = &args.overlay {
+                let picture = dermatrack::compare::render_overlay(&comparison, 1200);
+                save_png(path, &picture).map_err(SetupError)?;
+            }
+            comparison.document(&analyzer, &options, floor_info)
+        }
+        // A bad setting (e.g. an unreadable chart file) is a usage error, not a bad photo.
+        Err(e @ dermatrack::Error::InvalidSetting { .. }) => {
+            return Err(SetupError(anyhow::Error::new(e)));
+        }
+        Err(error) => failed_document(
+            &analyzer,
+            &args.before,
+            &args.after,
+            &options,
+            floor_info,
+            &error,
+        ),
+    };
+    if let Some(error) = &document.error {
+        eprintln!("dermatrack: {}", error.message);
+    } else {
+        for reason in &document.unreliable_reasons {
+            eprintln!("dermatrack: warning: unreliable pair: {reason}");
+        }
+        for region in &document.regions {
+            if !region.significant.is_empty() {
+                eprintln!(
+                    "dermatrack: {}: significant change in {}",
+                    region.name,
+                    region.significant.join(", ")
+                );
+            }
+        }
+    }
+    let failed = document.status == Status::Failed;
     write_json(args.output.as_deref(), &document).map_err(SetupError)?;
     Ok(if failed {
         ExitCode::from(1)

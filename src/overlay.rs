@@ -4,7 +4,7 @@
 //! spots were counted. Detections are made at the model's working scale; here they are mapped
 //! back onto the photo's pixels and tinted, one color per kind, and region outlines are drawn.
 
-use image::{Rgb, RgbImage};
+use image::{GrayImage, Luma, Rgb, RgbImage};
 use ndarray::Array2;
 
 use crate::analyze::Analysis;
@@ -54,6 +54,16 @@ pub fn render(analysis: &Analysis) -> RgbImage {
 
 /// Blends `color` at 55% into every photo pixel whose working-scale pixel is set in `mask`.
 fn tint(out: &mut RgbImage, maps: &SkinMaps, mask: &Array2<bool>, color: [u8; 3]) {
+    for_each_photo_pixel(maps, mask, |x, y| {
+        let p = out.get_pixel_mut(x, y);
+        p.0 = std::array::from_fn(|c| {
+            (0.45 * f32::from(p.0[c]) + 0.55 * f32::from(color[c])).round() as u8
+        });
+    });
+}
+
+/// Calls `f(x, y)` for every photo pixel whose working-scale pixel is set in `mask`.
+fn for_each_photo_pixel(maps: &SkinMaps, mask: &Array2<bool>, mut f: impl FnMut(u32, u32)) {
     let (x0, y0, x1, y1) = maps.crop;
     let (h, w) = mask.dim();
     for y in y0..y1 {
@@ -64,11 +74,25 @@ fn tint(out: &mut RgbImage, maps: &SkinMaps, mask: &Array2<bool>, color: [u8; 3]
         for x in x0..x1 {
             let wx = ((f64::from(x - x0) + 0.5) * maps.zoom) as usize;
             if wx < w && mask[[wy, wx]] {
-                let p = out.get_pixel_mut(x, y);
-                p.0 = std::array::from_fn(|c| {
-                    (0.45 * f32::from(p.0[c]) + 0.55 * f32::from(color[c])).round() as u8
-                });
+                f(x, y);
             }
         }
     }
+}
+
+/// The pigmented macules and scars found in every region, as a photo-resolution mask (255 =
+/// found): what the compare overlay marks as appeared or disappeared. Pores are left out on
+/// purpose: hundreds of pore-sized dots that come and go with focus and lighting would hide the
+/// changes a clinician looks for.
+pub fn findings_mask(analysis: &Analysis) -> GrayImage {
+    let photo = &analysis.checked.photo.pixels;
+    let mut out = GrayImage::new(photo.width(), photo.height());
+    for d in analysis.detections.iter().flatten() {
+        for mask in [&d.pigment, &d.scars] {
+            for_each_photo_pixel(&analysis.maps, mask, |x, y| {
+                out.put_pixel(x, y, Luma([255]))
+            });
+        }
+    }
+    out
 }

@@ -18,7 +18,7 @@
 //! relative floor times the reference value's magnitude.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -31,8 +31,27 @@ use crate::study::{Date, Issue, Study, StudyPhoto};
 /// Version of the subject report layout.
 pub const PROGRESS_SCHEMA_VERSION: u32 = 1;
 
-/// File name of the noise floor inside the models folder.
+/// File name of the noise floor of face photos (face regions) inside the models folder.
 pub const NOISE_FLOOR_FILE: &str = "noise_floor.json";
+/// File name of the noise floor of close-ups (the whole frame or custom regions at the photo's
+/// given scale) inside the models folder.
+pub const NOISE_FLOOR_CLOSEUP_FILE: &str = "noise_floor_closeup.json";
+
+/// The default noise floor for a way of choosing regions: repeatability depends on the capture.
+/// A face portrait at ≈ 3.5 px/mm and a close-up at 10 px/mm are different instruments: pores
+/// near the resolution limit and facial relief make the portraits' counts far less repeatable.
+/// `whole` and custom regions are taken as close-ups, `face` and `auto` as portraits.
+pub fn default_noise_floor(
+    models_dir: &Path,
+    regions: crate::regions::RegionMode,
+    custom_regions: bool,
+) -> PathBuf {
+    if custom_regions || regions == crate::regions::RegionMode::Whole {
+        models_dir.join(NOISE_FLOOR_CLOSEUP_FILE)
+    } else {
+        models_dir.join(NOISE_FLOOR_FILE)
+    }
+}
 
 /// Which direction of change is an improvement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -56,6 +75,10 @@ pub struct MetricFloor {
     pub relative: f64,
     /// Which direction is an improvement.
     pub better: Better,
+    /// Number of nuisance-only region pairs the values were measured on (absent for
+    /// documented guesses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples: Option<usize>,
 }
 
 /// `models/noise_floor.json`: minimal detectable changes per metric.
@@ -70,6 +93,29 @@ pub struct NoiseFloor {
     pub description: String,
     /// Per metric (`pores.count`), or per metric field for any group (`*.severity`).
     pub metrics: BTreeMap<String, MetricFloor>,
+    /// How the file was made: the command that regenerates it, the pairs, the models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured: Option<NoiseFloorProvenance>,
+}
+
+/// Where a measured noise floor comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoiseFloorProvenance {
+    /// The command that regenerates the file.
+    pub command: String,
+    /// sha256 of the skin model the pairs were measured with; the floor belongs to that model.
+    pub skin_model_sha256: String,
+    /// Version of dermatrack that measured it.
+    pub tool_version: String,
+    /// Nuisance-only photo pairs measured.
+    pub pairs: usize,
+    /// The photos the pairs were made from (file names; phantoms by tone and seed).
+    pub sources: Vec<String>,
+    /// The nuisances drawn for each pair, as ranges.
+    pub nuisances: String,
+    /// How `absolute` and `relative` were derived from the measured changes.
+    pub method: String,
 }
 
 /// The noise floor's identity, for provenance.

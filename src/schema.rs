@@ -9,8 +9,8 @@
 use serde_json::Value;
 
 /// `(file stem, schema)` for every document: `analyze` ([`crate::report::AnalysisDocument`]),
-/// `subject` ([`crate::progress_report::SubjectReport`]) and `cohort`
-/// ([`crate::cohort::CohortDocument`]).
+/// `subject` ([`crate::progress_report::SubjectReport`]), `cohort`
+/// ([`crate::cohort::CohortDocument`]) and `compare` ([`crate::compare::CompareDocument`]).
 pub fn json_schemas() -> Vec<(&'static str, Value)> {
     let value = |schema: schemars::Schema| schema.to_value();
     vec![
@@ -25,6 +25,10 @@ pub fn json_schemas() -> Vec<(&'static str, Value)> {
         (
             "cohort",
             value(schemars::schema_for!(crate::cohort::CohortDocument)),
+        ),
+        (
+            "compare",
+            value(schemars::schema_for!(crate::compare::CompareDocument)),
         ),
     ]
 }

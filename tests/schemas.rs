@@ -109,3 +109,77 @@ fn subject_and_cohort_documents_validate() {
     }
     validate("cohort", &dir.path().join("cohort.json"));
 }
+
+#[test]
+fn compare_documents_validate_and_the_cli_folds_outcomes_into_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = repo().join("fixtures/faces/london_038_neutral.jpg");
+    // AFTER: the portrait moved by 12 px and turned by 2°, re-encoded.
+    let photo =
+        dermatrack::io::load_photo(&before, &dermatrack::io::LoadOptions::default()).unwrap();
+    let moved = dermatrack::phantom::perturb(
+        &photo.pixels,
+        &dermatrack::phantom::Perturbation {
+            shift_px: [12.0, 0.0],
+            rotation_deg: 2.0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let after = dir.path().join("after.png");
+    image::DynamicImage::ImageRgb32F(moved)
+        .to_rgb8()
+        .save(&after)
+        .unwrap();
+
+    let ok = dir.path().join("ok.json");
+    let overlay = dir.path().join("pair.png");
+    let output = Command::new(env!("CARGO_BIN_EXE_dermatrack"))
+        .arg("compare")
+        .arg(&before)
+        .arg(&after)
+        .args(["--regions", "face", "-o"])
+        .arg(&ok)
+        .arg("--overlay")
+        .arg(&overlay)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    validate("compare", &ok);
+    let doc = load(&ok);
+    assert_eq!(doc["status"], "ok");
+    assert_eq!(doc["alignment"]["aligned"], true);
+    assert_eq!(doc["regions"].as_array().unwrap().len(), 8);
+    let change = &doc["regions"][0]["metrics"]["hyperpigmentation"]["area_fraction"];
+    for key in ["before", "after", "delta", "significant"] {
+        assert!(!change[key].is_null(), "{key} missing in {change}");
+    }
+    // Three panels side by side, each at most 1200 px high.
+    let (w, h) = image::image_dimensions(&overlay).unwrap();
+    assert!(h <= 1200 && w > 3 * h / 2, "{w}×{h}");
+
+    // A missing AFTER: a failed document and exit code 1.
+    let failed = dir.path().join("failed.json");
+    let status = Command::new(env!("CARGO_BIN_EXE_dermatrack"))
+        .arg("compare")
+        .arg(&before)
+        .arg(dir.path().join("missing.jpg"))
+        .args(["--regions", "face", "-o"])
+        .arg(&failed)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(1));
+    validate("compare", &failed);
+    assert_eq!(load(&failed)["status"], "failed");
+
+    // A chart for one photo only is a usage error: exit code 2, no document.
+    let status = Command::new(env!("CARGO_BIN_EXE_dermatrack"))
+        .arg("compare")
+        .arg(&before)
+        .arg(&after)
+        .arg("--chart-before")
+        .arg(dir.path().join("chart.json"))
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(2));
+}

@@ -72,7 +72,7 @@ fn demo_study_tells_the_story_and_a_second_run_analyses_nothing() {
         a.sessions.windows(2).all(|w| w[0].date < w[1].date),
         "date order"
     );
-    assert!(a.provenance.noise_floor.as_ref().unwrap().provisional);
+    assert!(!a.provenance.noise_floor.as_ref().unwrap().provisional);
     assert!(a.provenance.generated_at.ends_with('Z'));
     // Pigment fades: severity falls, significantly and as an improvement, by the last session.
     let pig = series(&a, "hyperpigmentation.severity");
