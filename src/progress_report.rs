@@ -781,10 +781,29 @@ mod tests {
     }
 
     #[test]
-    fn the_committed_noise_floor_loads_and_judges() {
-        let path = crate::model::default_models_dir().join(NOISE_FLOOR_FILE);
-        let floor = NoiseFloor::load(&path).unwrap();
-        assert!(floor.provisional, "still a documented guess");
+    fn the_committed_noise_floors_load_and_judge() {
+        for file in [NOISE_FLOOR_FILE, NOISE_FLOOR_CLOSEUP_FILE] {
+            let path = crate::model::default_models_dir().join(file);
+            check_floor(&NoiseFloor::load(&path).unwrap());
+        }
+        let dir = Path::new("m");
+        use crate::regions::RegionMode;
+        assert_eq!(
+            default_noise_floor(dir, RegionMode::Auto, false),
+            dir.join(NOISE_FLOOR_FILE)
+        );
+        assert_eq!(
+            default_noise_floor(dir, RegionMode::Whole, false),
+            dir.join(NOISE_FLOOR_CLOSEUP_FILE)
+        );
+        assert_eq!(
+            default_noise_floor(dir, RegionMode::Face, true),
+            dir.join(NOISE_FLOOR_CLOSEUP_FILE)
+        );
+    }
+
+    fn check_floor(floor: &NoiseFloor) {
+        assert!(!floor.provisional, "measured, not a guess");
         for metric in [
             "pores.count",
             "pores.severity",
