@@ -3,8 +3,8 @@
 //!
 //! `cargo run --release --example capture_qc [PHOTO ...]`
 //!
-//! Without arguments it uses the bundled portrait plus every `*.jpg` in `../shared/photos/`
-//! when that folder exists, and phantoms of every tone.
+//! Without arguments it uses every `*.jpg` in `../shared/photos/` (the bundled portrait when
+//! that folder is missing), and phantoms of every tone.
 
 use std::path::PathBuf;
 
@@ -23,7 +23,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let mut photos: Vec<PathBuf> = std::env::args().skip(1).map(PathBuf::from).collect();
     if photos.is_empty() {
-        photos.push(root.join("fixtures/faces/london_038_neutral.jpg"));
         if let Ok(dir) = std::fs::read_dir(root.join("../shared/photos")) {
             let mut shared: Vec<PathBuf> = dir
                 .filter_map(|e| e.ok().map(|e| e.path()))
@@ -31,6 +30,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .collect();
             shared.sort();
             photos.extend(shared);
+        }
+        if photos.is_empty() {
+            photos.push(root.join("fixtures/faces/london_038_neutral.jpg"));
         }
     }
     let mut analyzer = Analyzer::new(AnalyzeOptions {
