@@ -3,7 +3,7 @@
 //! nuisances.
 //!
 //! `cargo run --release --example noise_floor -- [--pairs-per-source K] [--write]
-//! [--closeup] [--outliers] [--refit]` (K = 6 by default; about 5 minutes on 2 cores; the
+//! [--closeup] [--outliers] [--refit] [--leave-one-out]` (K = 6 by default; about 5 minutes on 2 cores; the
 //! samples are kept in `target/noise_floor_samples.json` and `--refit` refits from them)
 //!
 //! Pairs: each real portrait in `../shared/photos/` (13 studio and phone portraits, light to
@@ -17,7 +17,9 @@
 //! whole-frame and custom regions): phantoms of every tone, two seeds each, at 10 px/mm, with
 //! the same nuisances but 8-bit quantization instead of JPEG (JPEG of pristine synthetic dark
 //! skin, even at quality 100, still loses most pores and macules: the skin-model issue's known
-//! gap). `--outliers` prints the largest changes of every metric.
+//! gap). `--outliers` prints the largest changes of every metric; `--leave-one-out` fits the
+//! floor without each source in turn and counts how many of that source's nuisance-only pairs
+//! would still show a significant change (false alarms on photos the floor has not seen).
 //!
 //! A change is significant when it exceeds both `absolute` and `relative·|before|` (see
 //! `NoiseFloor::significant`). For each metric, `relative` is the largest relative change among
@@ -305,6 +307,9 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             }
         }
     }
+    if args.iter().any(|a| a == "--leave-one-out") {
+        leave_one_out(&results);
+    }
     let mut metrics = std::collections::BTreeMap::new();
     println!("| metric | samples | absolute | relative | MDC at the median non-zero value |");
     println!("|---|---|---|---|---|");
@@ -377,6 +382,64 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         eprintln!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// Fits the floor without each source in turn and counts that source's nuisance-only pairs
+/// that would still show a significant change somewhere: the false-alarm rate on photos the
+/// floor has not seen.
+fn leave_one_out(results: &[(String, Result<Vec<Sample>, String>)]) {
+    let mut names: Vec<&String> = results.iter().map(|(n, _)| n).collect();
+    names.sort();
+    names.dedup();
+    let (mut pairs, mut alarmed) = (0, 0);
+    for held_out in names {
+        let mut by_metric: std::collections::BTreeMap<&str, Vec<(f64, f64)>> = Default::default();
+        for (name, r) in results {
+            if let (false, Ok(samples)) = (name == held_out, r) {
+                for (metric, _, before, delta) in samples {
+                    by_metric.entry(metric).or_default().push((before.abs(), *delta));
+                }
+            }
+        }
+        let floors: std::collections::BTreeMap<&str, (f64, f64)> = by_metric
+            .iter()
+            .map(|(m, samples)| {
+                let (mut absolute, relative, _) = fit_floor(samples);
+                if m.ends_with("count") {
+                    absolute = absolute.max(1.0);
+                }
+                (*m, (absolute, relative))
+            })
+            .collect();
+        let (mut n, mut bad) = (0, 0);
+        for (name, r) in results {
+            let (true, Ok(samples)) = (name == held_out, r) else {
+                continue;
+            };
+            n += 1;
+            let alarms: Vec<String> = samples
+                .iter()
+                .filter(|(metric, _, before, delta)| {
+                    floors.get(metric.as_str()).is_some_and(|&(a, rel)| {
+                        *delta > a && *delta > rel * before.abs()
+                    })
+                })
+                .map(|(metric, region, ..)| format!("{region} {metric}"))
+                .collect();
+            if !alarms.is_empty() {
+                bad += 1;
+                eprintln!("held out {held_out}: false alarm in {}", alarms.join(", "));
+            }
+        }
+        println!("| {held_out} | {n} | {bad} |");
+        pairs += n;
+        alarmed += bad;
+    }
+    println!(
+        "leave-one-out: {alarmed} of {pairs} nuisance-only pairs ({:.0}%) show a significant \
+         change with the floor fitted without their photo",
+        100.0 * alarmed as f64 / pairs.max(1) as f64
+    );
 }
 
 /// Three significant digits: the floor is a statistic of a few hundred samples, not more.
