@@ -397,7 +397,10 @@ fn leave_one_out(results: &[(String, Result<Vec<Sample>, String>)]) {
         for (name, r) in results {
             if let (false, Ok(samples)) = (name == held_out, r) {
                 for (metric, _, before, delta) in samples {
-                    by_metric.entry(metric).or_default().push((before.abs(), *delta));
+                    by_metric
+                        .entry(metric)
+                        .or_default()
+                        .push((before.abs(), *delta));
                 }
             }
         }
@@ -420,9 +423,9 @@ fn leave_one_out(results: &[(String, Result<Vec<Sample>, String>)]) {
             let alarms: Vec<String> = samples
                 .iter()
                 .filter(|(metric, _, before, delta)| {
-                    floors.get(metric.as_str()).is_some_and(|&(a, rel)| {
-                        *delta > a && *delta > rel * before.abs()
-                    })
+                    floors
+                        .get(metric.as_str())
+                        .is_some_and(|&(a, rel)| *delta > a && *delta > rel * before.abs())
                 })
                 .map(|(metric, region, ..)| format!("{region} {metric}"))
                 .collect();

@@ -239,7 +239,9 @@ impl SkinModel {
     ) -> Result<SkinMaps> {
         let working = self.manifest.input.working_px_per_mm;
         let zoom = working / px_per_mm;
-        let srgb = resample_linear_light(photo, crop, zoom)?;
+        let band_limited = smooth_chromaticity(photo, crop, CHROMATICITY_SIGMA_PX)?;
+        let (cw, ch) = band_limited.dimensions();
+        let srgb = resample_linear_light(&band_limited, (0, 0, cw, ch), zoom)?;
         let maps = self.infer(&srgb)?;
         Ok(SkinMaps {
             maps,
@@ -291,6 +293,65 @@ fn mirror_pad_chw(img: &Rgb32FImage, margin: u32, pw: u32, ph: u32) -> Array3<f3
         }
     }
     out
+}
+
+/// Standard deviation, in source pixels, of the Gaussian [`smooth_chromaticity`] applies.
+pub const CHROMATICITY_SIGMA_PX: f32 = 1.5;
+
+/// Crops `crop` out of `photo` and low-passes its chromaticity (linear R, G, B each divided by
+/// linear luminance) with a Gaussian of `sigma_px` source pixels, keeping every pixel's own
+/// luminance exactly.
+///
+/// Why: nearly every photo stores colour at half resolution (JPEG and HEIF 4:2:0; a Bayer
+/// sensor's demosaicing has less colour than luminance detail). A pore or an icepick scar is a
+/// dip in luminance only (shading darkens all channels alike), but after 4:2:0 its sharp luma
+/// sits on its neighbours' blurred colour, and the chromophore decomposition reads the mismatch
+/// as melanin and hemoglobin texture at the pore scale: on dark skin the adaptive thresholds then
+/// rose above the pores themselves (a dark phantom saved as JPEG q95 kept 10 of its 79 pores;
+/// with this filter 64 to 75, and the uncompressed phantom's numbers do not move). Smoothing
+/// chromaticity rather than chroma (Cb, Cr) matters: chroma scales with luminance, so blurring
+/// it would smear every pore's darkening, while a pure shading feature has constant
+/// chromaticity and passes untouched. Colour features the metrics measure (macules ≥ 1 mm,
+/// erythema) are many times wider than `sigma_px`. Not removed: JPEG's 8×8-block colour
+/// offsets on very dark skin, which are as wide as macules (see the README's known gaps).
+pub fn smooth_chromaticity(
+    photo: &Rgb32FImage,
+    crop: (u32, u32, u32, u32),
+    sigma_px: f32,
+) -> Result<Rgb32FImage> {
+    let (x0, y0, x1, y1) = crop;
+    if x1 <= x0 || y1 <= y0 || x1 > photo.width() || y1 > photo.height() {
+        return Err(Error::InvalidSetting {
+            name: "crop",
+            message: format!(
+                "crop {crop:?} is empty or outside the {}×{} photo",
+                photo.width(),
+                photo.height()
+            ),
+        });
+    }
+    let (w, h) = (x1 - x0, y1 - y0);
+    let linear = |x: u32, y: u32| photo.get_pixel(x0 + x, y0 + y).0.map(srgb_to_linear);
+    let luma = |[r, g, b]: [f32; 3]| (0.2126 * r + 0.7152 * g + 0.0722 * b).max(1e-5);
+    if sigma_px <= 0.0 {
+        return Ok(image::imageops::crop_imm(photo, x0, y0, w, h).to_image());
+    }
+    let plane = |c: usize| {
+        let img = image::ImageBuffer::<image::Luma<f32>, Vec<f32>>::from_fn(w, h, |x, y| {
+            let p = linear(x, y);
+            image::Luma([p[c] / luma(p)])
+        });
+        imageproc::filter::gaussian_blur_f32(&img, sigma_px)
+    };
+    let planes = [plane(0), plane(1), plane(2)];
+    Ok(Rgb32FImage::from_fn(w, h, |x, y| {
+        let p = linear(x, y);
+        let l = luma(p);
+        let c = [0, 1, 2].map(|k| planes[k].get_pixel(x, y).0[0]);
+        // Renormalise so the smoothed chromaticity keeps this pixel's luminance exactly.
+        let norm = luma(c);
+        image::Rgb(c.map(|v| linear_to_srgb((v / norm * l).max(0.0))))
+    }))
 }
 
 /// sRGB decoding (IEC 61966-2-1).
@@ -394,6 +455,59 @@ mod tests {
             for (a, b) in p.0.iter().zip([0.7, 0.5, 0.4]) {
                 assert!((a - b).abs() < 1e-4);
             }
+        }
+    }
+
+    #[test]
+    fn chromaticity_smoothing_keeps_shading_dips_and_flat_colour_and_removes_colour_blocks() {
+        let skin = [0.45f32, 0.30, 0.22];
+        // A luminance-only dip (a pore: all channels × 0.6) on skin, plus 2×2 blocks of
+        // colour error elsewhere, as a 4:2:0 decoder leaves them.
+        let img = Rgb32FImage::from_fn(40, 40, |x, y| {
+            let dip = if (18..21).contains(&x) && (18..21).contains(&y) {
+                0.6
+            } else {
+                1.0
+            };
+            let cast = if x < 10 && (x / 2 + y / 2) % 2 == 0 {
+                [1.1, 1.0, 0.9]
+            } else {
+                [1.0; 3]
+            };
+            image::Rgb(std::array::from_fn(|c| {
+                linear_to_srgb(skin[c] * dip * cast[c])
+            }))
+        });
+        let out = smooth_chromaticity(&img, (0, 0, 40, 40), CHROMATICITY_SIGMA_PX).unwrap();
+        // The dip keeps its depth in every channel (within 1%).
+        let centre = out.get_pixel(19, 19).0.map(srgb_to_linear);
+        for c in 0..3 {
+            assert!((centre[c] / skin[c] - 0.6).abs() < 0.006, "{c}: {centre:?}");
+        }
+        // Colour blocks are flattened: R/G varies ≥ 4× less than before in the blocky strip.
+        let spread = |im: &Rgb32FImage| {
+            let ratios: Vec<f32> = (2..8)
+                .flat_map(|x| (2..38).map(move |y| (x, y)))
+                .map(|(x, y)| {
+                    let p = im.get_pixel(x, y).0.map(srgb_to_linear);
+                    p[0] / p[1]
+                })
+                .collect();
+            let max = ratios.iter().copied().fold(f32::MIN, f32::max);
+            let min = ratios.iter().copied().fold(f32::MAX, f32::min);
+            max - min
+        };
+        assert!(
+            spread(&out) < 0.25 * spread(&img),
+            "{} vs {}",
+            spread(&out),
+            spread(&img)
+        );
+        // Luminance is kept exactly everywhere.
+        let luma = |p: [f32; 3]| 0.2126 * p[0] + 0.7152 * p[1] + 0.0722 * p[2];
+        for (a, b) in img.pixels().zip(out.pixels()) {
+            let (a, b) = (luma(a.0.map(srgb_to_linear)), luma(b.0.map(srgb_to_linear)));
+            assert!((a - b).abs() < 1e-4 * a.max(1e-3) + 1e-6, "{a} vs {b}");
         }
     }
 
