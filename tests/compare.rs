@@ -201,8 +201,8 @@ fn phantom_change_pair_reports_direction_and_magnitude() {
     before_spec.pigment.count = 0;
     before_spec.pores.diameter_mm = [0.25, 0.5];
     // After treatment: pores 20% narrower, macules half their area. (Half, not the 30% a
-    // clinician would like to see: the close-up floor's relative pigment term, about 0.4, is set by
-    // the dark phantoms, whose pigment area repeats only within ±37%.)
+    // clinician would like to see: the close-up floor's relative pigment term, about 0.4, is
+    // set by the dark phantoms, whose pigment area repeats only within about ±33%.)
     let mut after_spec = before_spec.clone();
     after_spec.pores.diameter_mm = before_spec.pores.diameter_mm.map(|d| d * 0.8);
     let paint = |spec: &PhantomSpec, radius_mm: f64| {
