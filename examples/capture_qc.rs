@@ -41,8 +41,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..AnalyzeOptions::default()
     })?;
     let sigmas_mm = [0.0, 0.25, 0.5, 1.0];
-    println!("| photo | px/mm | sharpness, sharp | σ 0.25 mm | σ 0.5 mm | σ 1 mm |");
-    println!("|---|---|---|---|---|---|");
+    println!(
+        "| photo | px/mm | sharpness, sharp | σ 0.25 mm | σ 0.5 mm | σ 1 mm | skin hue° | chroma |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
     for path in &photos {
         let photo = match load_photo(path, &LoadOptions::default()) {
             Ok(p) => p,
@@ -72,8 +74,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 sharpness(&img, &mask, px_per_mm).map_or("-".into(), |v| format!("{v:.2}"))
             })
             .collect();
+        let (hue, chroma) =
+            dermatrack::quality::skin_hue_chroma(img, &mask).unwrap_or((f64::NAN, f64::NAN));
         println!(
-            "| {} | {px_per_mm:.2} | {} |",
+            "| {} | {px_per_mm:.2} | {} | {hue:.1} | {chroma:.1} |",
             path.file_name().unwrap_or_default().to_string_lossy(),
             row.join(" | ")
         );
@@ -94,8 +98,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 sharpness(&img, &mask, spec.px_per_mm).map_or("-".into(), |v| format!("{v:.2}"))
             })
             .collect();
+        let (hue, chroma) =
+            dermatrack::quality::skin_hue_chroma(img, &mask).unwrap_or((f64::NAN, f64::NAN));
         println!(
-            "| phantom {} | {:.2} | {} |",
+            "| phantom {} | {:.2} | {} | {hue:.1} | {chroma:.1} |",
             preset.name(),
             spec.px_per_mm,
             row.join(" | ")

@@ -34,6 +34,15 @@ pub const SHARPNESS_PX_PER_MM: f64 = 3.0;
 /// 2.5–7.7. A limit of 10 rejects the σ = 0.5 mm blur everywhere and passes every sharp photo.
 pub const MIN_SHARPNESS: f64 = 10.0;
 
+/// Accepted range of the skin's hue angle h_ab, degrees ([`skin_hue_chroma`]): the colour-cast
+/// check. Measured (`cargo run --release --example capture_qc`): 13 real portraits under
+/// studio and phone light read 24–75°, phantoms of six tones 57–60°; white-balance errors move
+/// the bundled portrait from 52° to 45° (R ×0.8, B ×1.25), 67° (green, R and B ×0.85) and 29°
+/// (magenta, G ×0.85). Skin's own hue varies too much for a tighter limit, so this flags only
+/// gross casts (a green or magenta lamp, a wrong preset); moderate white-balance differences are
+/// what `compare`'s colour normalization removes, and its pair check `skin_delta_e2000` reports.
+pub const SKIN_HUE_RANGE_DEG: (f64, f64) = (20.0, 85.0);
+
 /// One check: what was measured, against what limit, and the verdict.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -211,6 +220,14 @@ pub fn sharpness(img: &Rgb32FImage, roi: &GrayImage, px_per_mm: f64) -> Option<f
     Some((sum2 / n as f64 - mean * mean).max(0.0) * 1e4)
 }
 
+/// Hue angle h_ab (degrees) and chroma C*_ab of the skin's robust median colour (CIELAB, D65;
+/// [`crate::color::skin_reference`]): the colour-cast statistic. `None` without enough usable
+/// skin pixels.
+pub fn skin_hue_chroma(img: &Rgb32FImage, roi: &GrayImage) -> Option<(f64, f64)> {
+    let [_, a, b] = crate::metrics::linear_srgb_to_lab(crate::color::skin_reference(img, roi)?);
+    Some((b.atan2(a).to_degrees(), a.hypot(b)))
+}
+
 /// Bounding box `(x0, y0, x1, y1)` of a mask's non-zero pixels.
 fn bbox_of(mask: &GrayImage) -> Option<(u32, u32, u32, u32)> {
     let mut bbox: Option<(u32, u32, u32, u32)> = None;
@@ -238,12 +255,16 @@ pub fn skin_mask(regions: &RegionSet, width: u32, height: u32) -> GrayImage {
 }
 
 /// Runs the checks that need to know where the skin is and how large a millimetre is: the
-/// exposure checks of [`check_photo`] again over the skin only (replacing the whole-frame
-/// values), and, for face regions, `sharpness` (≥ [`MIN_SHARPNESS`], see [`sharpness`]; other
+/// colour cast (`skin_hue_deg` within [`SKIN_HUE_RANGE_DEG`]), the exposure checks of
+/// [`check_photo`] again over the skin only (replacing the whole-frame values), and, for face
+/// regions, `sharpness` (≥ [`MIN_SHARPNESS`], see [`sharpness`]; other
 /// modes get the value as a note).
 pub fn add_capture_checks(report: &mut QualityReport, img: &Rgb32FImage, regions: &RegionSet) {
     let skin = skin_mask(regions, img.width(), img.height());
     let px_per_mm = regions.scale.px_per_mm;
+    if let Some((hue, _)) = skin_hue_chroma(img, &skin) {
+        report.push_range("skin_hue_deg", hue, SKIN_HUE_RANGE_DEG);
+    }
     if skin.as_raw().iter().any(|&v| v != 0) {
         for check in exposure_checks(img, Some(&skin)).checks {
             match report.checks.iter_mut().find(|c| c.name == check.name) {
@@ -300,6 +321,35 @@ mod tests {
         assert!((c.value - 0.2).abs() < 1e-9);
         assert!(!c.passed);
         assert!(!checked.quality.passed);
+    }
+
+    #[test]
+    fn a_gross_colour_cast_fails_the_skin_hue_check() {
+        use crate::regions::{RegionMask, RegionSet, Scale, ScaleSource};
+        let set = RegionSet {
+            regions: vec![RegionMask::whole(40, 40)],
+            scale: Scale {
+                px_per_mm: 10.0,
+                source: ScaleSource::User,
+                relative_uncertainty: None,
+            },
+            mode_used: "whole".into(),
+            notes: Vec::new(),
+        };
+        let hue = |rgb: [f32; 3]| {
+            let img = Rgb32FImage::from_pixel(40, 40, image::Rgb(rgb));
+            let mut report = QualityReport::default();
+            add_capture_checks(&mut report, &img, &set);
+            report.check("skin_hue_deg").cloned().unwrap()
+        };
+        // Skin under neutral light (hue ≈ 50°) passes; the same skin under a green lamp fails.
+        let skin = hue([0.78, 0.58, 0.47]);
+        assert!(
+            skin.passed && (35.0..65.0).contains(&skin.value),
+            "{skin:?}"
+        );
+        let green = hue([0.55, 0.62, 0.40]);
+        assert!(!green.passed, "{green:?}");
     }
 
     #[test]
