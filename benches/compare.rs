@@ -55,7 +55,7 @@ fn bench(c: &mut Criterion) {
     };
     let (pb, pa) = (points(&lb), points(&la));
     let (w, h) = before.pixels.dimensions();
-    let roi = skin_mask(&lb.regions, w, h);
+    let roi = skin_mask(&lb.regions.regions, w, h);
     group.bench_function("register_pair", |b| {
         b.iter(|| {
             black_box(dermatrack::register::register_pair(

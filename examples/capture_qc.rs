@@ -61,7 +61,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         };
         let img = &located.checked.photo.pixels;
-        let mask = skin_mask(&located.regions, img.width(), img.height());
+        let mask = skin_mask(&located.regions.regions, img.width(), img.height());
         let px_per_mm = located.regions.scale.px_per_mm;
         let row: Vec<String> = sigmas_mm
             .iter()

@@ -263,7 +263,7 @@ pub fn compare_photos(
     // 2. Registration, on the raw pixels (it works on log-luminance: exposure drops out).
     let (wb, hb) = located_before.checked.photo.pixels.dimensions();
     let (wa, ha) = located_after.checked.photo.pixels.dimensions();
-    let roi = skin_mask(&located_before.regions, wb, hb);
+    let roi = skin_mask(&located_before.regions.regions, wb, hb);
     let landmark_points = |l: &Located| {
         l.face.as_ref().map(|f| {
             f.landmarks
@@ -349,8 +349,8 @@ pub fn compare_photos(
     }
 
     // 3. Colour, measured on the common skin.
-    let common_before = skin_mask_of(&regions_before, wb, hb);
-    let common_after = skin_mask_of(&regions_after, wa, ha);
+    let common_before = skin_mask(&regions_before, wb, hb);
+    let common_after = skin_mask(&regions_after, wa, ha);
     let skin_b = color::skin_reference(&located_before.checked.photo.pixels, &common_before);
     let skin_a = color::skin_reference(&located_after.checked.photo.pixels, &common_after);
     let color = match (options.normalization, charts) {
@@ -491,21 +491,6 @@ fn intersect(mask: &mut GrayImage, keep: &GrayImage) {
             m.0[0] = 0;
         }
     }
-}
-
-/// Union of the visible masks of a list of regions.
-fn skin_mask_of(regions: &[RegionMask], width: u32, height: u32) -> GrayImage {
-    let set = RegionSet {
-        regions: regions.to_vec(),
-        scale: Scale {
-            px_per_mm: 1.0,
-            source: crate::regions::ScaleSource::Assumed,
-            relative_uncertainty: None,
-        },
-        mode_used: String::new(),
-        notes: Vec::new(),
-    };
-    skin_mask(&set, width, height)
 }
 
 /// Applies a colour correction and measures a located photo on given regions and scale.

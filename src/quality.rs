@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::io::Photo;
 use crate::model::{resample_linear_light, srgb_to_linear};
-use crate::regions::RegionSet;
+use crate::regions::{RegionMask, RegionSet};
 
 /// Fraction of pixels allowed to have a channel at or above 254/255 (blown highlights).
 /// Above this, specular glare or overexposure hides pigment and redness. Default 2%.
@@ -240,10 +240,10 @@ fn bbox_of(mask: &GrayImage) -> Option<(u32, u32, u32, u32)> {
     bbox
 }
 
-/// The union of a region set's visible masks: the skin the photo is measured on.
-pub fn skin_mask(regions: &RegionSet, width: u32, height: u32) -> GrayImage {
+/// The union of the visible masks of some regions: the skin the photo is measured on.
+pub fn skin_mask(regions: &[RegionMask], width: u32, height: u32) -> GrayImage {
     let mut union = GrayImage::new(width, height);
-    for r in regions.regions.iter().filter(|r| r.visible) {
+    for r in regions.iter().filter(|r| r.visible) {
         if r.mask.dimensions() != (width, height) {
             continue;
         }
@@ -260,7 +260,7 @@ pub fn skin_mask(regions: &RegionSet, width: u32, height: u32) -> GrayImage {
 /// regions, `sharpness` (≥ [`MIN_SHARPNESS`], see [`sharpness`]; other
 /// modes get the value as a note).
 pub fn add_capture_checks(report: &mut QualityReport, img: &Rgb32FImage, regions: &RegionSet) {
-    let skin = skin_mask(regions, img.width(), img.height());
+    let skin = skin_mask(&regions.regions, img.width(), img.height());
     let px_per_mm = regions.scale.px_per_mm;
     if let Some((hue, _)) = skin_hue_chroma(img, &skin) {
         report.push_range("skin_hue_deg", hue, SKIN_HUE_RANGE_DEG);
