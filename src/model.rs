@@ -295,6 +295,22 @@ fn mirror_pad_chw(img: &Rgb32FImage, margin: u32, pw: u32, ph: u32) -> Array3<f3
     out
 }
 
+/// Fails unless `crop` (`x0, y0, x1, y1`) is a non-empty rectangle inside `photo`.
+fn check_crop(photo: &Rgb32FImage, crop: (u32, u32, u32, u32)) -> Result<()> {
+    let (x0, y0, x1, y1) = crop;
+    if x1 <= x0 || y1 <= y0 || x1 > photo.width() || y1 > photo.height() {
+        return Err(Error::InvalidSetting {
+            name: "crop",
+            message: format!(
+                "crop {crop:?} is empty or outside the {}×{} photo",
+                photo.width(),
+                photo.height()
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Standard deviation, in source pixels, of the Gaussian [`smooth_chromaticity`] applies.
 pub const CHROMATICITY_SIGMA_PX: f32 = 1.5;
 
@@ -319,17 +335,8 @@ pub fn smooth_chromaticity(
     crop: (u32, u32, u32, u32),
     sigma_px: f32,
 ) -> Result<Rgb32FImage> {
+    check_crop(photo, crop)?;
     let (x0, y0, x1, y1) = crop;
-    if x1 <= x0 || y1 <= y0 || x1 > photo.width() || y1 > photo.height() {
-        return Err(Error::InvalidSetting {
-            name: "crop",
-            message: format!(
-                "crop {crop:?} is empty or outside the {}×{} photo",
-                photo.width(),
-                photo.height()
-            ),
-        });
-    }
     let (w, h) = (x1 - x0, y1 - y0);
     let linear = |x: u32, y: u32| photo.get_pixel(x0 + x, y0 + y).0.map(srgb_to_linear);
     let luma = |[r, g, b]: [f32; 3]| (0.2126 * r + 0.7152 * g + 0.0722 * b).max(1e-5);
@@ -381,17 +388,8 @@ pub fn resample_linear_light(
     crop: (u32, u32, u32, u32),
     zoom: f64,
 ) -> Result<Rgb32FImage> {
+    check_crop(photo, crop)?;
     let (x0, y0, x1, y1) = crop;
-    if x1 <= x0 || y1 <= y0 || x1 > photo.width() || y1 > photo.height() {
-        return Err(Error::InvalidSetting {
-            name: "crop",
-            message: format!(
-                "crop {crop:?} is empty or outside the {}×{} photo",
-                photo.width(),
-                photo.height()
-            ),
-        });
-    }
     let (cw, ch) = (x1 - x0, y1 - y0);
     let linear = Rgb32FImage::from_fn(cw, ch, |x, y| {
         let p = photo.get_pixel(x0 + x, y0 + y);
