@@ -769,7 +769,7 @@ pub fn render_overlay(comparison: &Comparison, max_panel_height: u32) -> RgbImag
             (true, false, true) => [40, 230, 80],
             _ => [170, 170, 170],
         };
-        draw_outline(&mut change, &region.mask, color);
+        crate::face::draw_mask_outline(&mut change, region, color);
     }
     let panels = [before_panel, after_panel, change];
     let scale = (f64::from(max_panel_height) / f64::from(h)).min(1.0);
@@ -806,29 +806,6 @@ fn warp_rgb8(img: &RgbImage, t: &Similarity, out_w: u32, out_h: u32) -> RgbImage
                 .map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8))
         }
     })
-}
-
-/// Draws a mask's boundary (mask pixels with a 4-neighbour outside), thickened for large
-/// photos.
-fn draw_outline(img: &mut RgbImage, mask: &GrayImage, color: [u8; 3]) {
-    let (w, h) = mask.dimensions();
-    let t = i64::from((w.max(h) / 600).max(1));
-    let inside = |x: i64, y: i64| {
-        x >= 0
-            && y >= 0
-            && x < i64::from(w)
-            && y < i64::from(h)
-            && mask.get_pixel(x as u32, y as u32).0[0] != 0
-    };
-    for y in 0..i64::from(h) {
-        for x in 0..i64::from(w) {
-            if inside(x, y)
-                && !(inside(x - t, y) && inside(x + t, y) && inside(x, y - t) && inside(x, y + t))
-            {
-                img.put_pixel(x as u32, y as u32, Rgb(color));
-            }
-        }
-    }
 }
 
 #[cfg(test)]

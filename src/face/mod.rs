@@ -541,43 +541,47 @@ const HIDDEN_COLOR: [u8; 3] = [128, 128, 128];
 /// regions marked not visible), thickened for large photos so it stays visible when scaled
 /// down.
 pub fn draw_region_outlines(img: &mut RgbImage, regions: &[RegionMask]) {
-    let (w, h) = img.dimensions();
-    let thickness = (w.max(h) / 600).max(1) as i64;
     for (i, region) in regions.iter().enumerate() {
-        if region.mask.dimensions() != (w, h) {
-            continue;
-        }
-        let color = Rgb(if region.visible {
+        let color = if region.visible {
             OUTLINE_COLORS[i % OUTLINE_COLORS.len()]
         } else {
             HIDDEN_COLOR
-        });
-        let inside = |x: i64, y: i64| {
-            x >= 0
-                && y >= 0
-                && x < i64::from(w)
-                && y < i64::from(h)
-                && region.mask.get_pixel(x as u32, y as u32).0[0] != 0
         };
-        let Some((x0, y0, x1, y1)) = region.bbox() else {
-            continue;
-        };
-        for y in i64::from(y0)..i64::from(y1) {
-            for x in i64::from(x0)..i64::from(x1) {
-                let edge = inside(x, y)
-                    && !(inside(x - 1, y)
-                        && inside(x + 1, y)
-                        && inside(x, y - 1)
-                        && inside(x, y + 1));
-                if !edge {
-                    continue;
-                }
-                for dy in 0..thickness {
-                    for dx in 0..thickness {
-                        let (px, py) = (x - dx, y - dy);
-                        if px >= 0 && py >= 0 {
-                            img.put_pixel(px as u32, py as u32, color);
-                        }
+        draw_mask_outline(img, region, color);
+    }
+}
+
+/// Draws one region's boundary (mask pixels with a 4-neighbour outside the mask) in `color`,
+/// thickened for large photos; a mask of another size than the image is skipped.
+pub fn draw_mask_outline(img: &mut RgbImage, region: &RegionMask, color: [u8; 3]) {
+    let (w, h) = img.dimensions();
+    if region.mask.dimensions() != (w, h) {
+        return;
+    }
+    let thickness = (w.max(h) / 600).max(1) as i64;
+    let color = Rgb(color);
+    let inside = |x: i64, y: i64| {
+        x >= 0
+            && y >= 0
+            && x < i64::from(w)
+            && y < i64::from(h)
+            && region.mask.get_pixel(x as u32, y as u32).0[0] != 0
+    };
+    let Some((x0, y0, x1, y1)) = region.bbox() else {
+        return;
+    };
+    for y in i64::from(y0)..i64::from(y1) {
+        for x in i64::from(x0)..i64::from(x1) {
+            let edge = inside(x, y)
+                && !(inside(x - 1, y) && inside(x + 1, y) && inside(x, y - 1) && inside(x, y + 1));
+            if !edge {
+                continue;
+            }
+            for dy in 0..thickness {
+                for dx in 0..thickness {
+                    let (px, py) = (x - dx, y - dy);
+                    if px >= 0 && py >= 0 {
+                        img.put_pixel(px as u32, py as u32, color);
                     }
                 }
             }
