@@ -78,7 +78,7 @@ sys.path.insert(0, str(HERE))
 import skin_reference as ref  # noqa: E402  (kernel maths shared with the reference)
 
 MODEL_NAME = "skin-v1"
-MODEL_VERSION = "1.0.0"
+MODEL_VERSION = "1.1.0"
 ONNX_PATH = HERE / "skin-v1.onnx"
 MANIFEST_PATH = HERE / "skin-v1.json"
 OPSET = 17          # Resize-13, Pad-13, Clip-13, Split-13 semantics
@@ -147,6 +147,48 @@ def chromophore_vectors(fwhm=BAND_FWHM_NM, od_mel=1.0, od_hb=0.7):
     return out[0], out[1]
 
 
+# Noise model behind the pore band's channel weights (see pore_weights): photos arrive as
+# 8-bit sRGB code values (JPEG, camera pipelines), so every channel carries about the same
+# noise in *encoded* units; in optical density that noise is std(OD_c) ~ dOD/dsrgb =
+# 2.4 / (srgb_c + 0.055) (IEC 61966-2-1 above the knee), largest in the darkest channel.
+# The weights are averaged over this range of constitutive pigmentation (melanin OD at the
+# model's melanin vector), hemoglobin 0.5 and a base shading of 0.25 OD.
+PORE_WEIGHT_MELANIN_RANGE = (0.5, 5.5, 11)
+PORE_WEIGHT_OPERATING_POINT = {"hemoglobin_od": 0.5, "shading_od": 0.25}
+PORE_WEIGHT_DECIMALS = 2
+
+
+def pore_weights(mel, hb):
+    """Channel weights u (sum 1) of the pore band's shading estimate u . OD.
+
+    Why not the Tsumura shading row: that row rejects melanin and hemoglobin exactly, at the
+    price of weighting every channel by more than 1 (row norm ~1.9) and of leaning on blue,
+    the darkest and noisiest channel on pigmented skin.  On dark skin one sRGB code value of
+    blue is ~0.07 OD, and JPEG's Y/Cb/Cr rounding leaves +-1 code contours in blue that the
+    shading row turned into pore-sized steps; sensor noise likewise.  Pores are 0.08-0.5 mm,
+    far smaller than macules or erythema, so the pore band does not need chromophore
+    rejection: any darkening that small is a pore opening (shading).  The minimum-variance
+    unbiased estimate of a common (shading) offset under independent channel noise is the
+    inverse-variance weighted mean, u_c ~ 1/var(OD_c) (sum 1 keeps the shading gain at 1,
+    so exposure and white balance still cancel in the band-pass).  It depends on the skin's
+    colour; a fixed average over the pigmentation range stays within ~10% of the optimum
+    noise on the lightest and darkest skin and needs no per-pixel weights (which would add
+    their own spatial structure to the band).
+    """
+    lo, hi, n = PORE_WEIGHT_MELANIN_RANGE
+    hb_od = PORE_WEIGHT_OPERATING_POINT["hemoglobin_od"]
+    s_od = PORE_WEIGHT_OPERATING_POINT["shading_od"]
+    ws = []
+    for m in np.linspace(lo, hi, n):
+        lin = np.exp(-(m * mel + hb_od * hb + s_od))
+        enc = 1.055 * lin ** (1.0 / 2.4) - 0.055
+        inv_var = ((enc + 0.055) / 2.4) ** 2
+        ws.append(inv_var / inv_var.sum())
+    u = np.round(np.mean(ws, axis=0), PORE_WEIGHT_DECIMALS)
+    u[1] = round(1.0 - u[0] - u[2], PORE_WEIGHT_DECIMALS)   # exact unit sum after rounding
+    return u
+
+
 def single_wavelength_vectors():
     """Point-sampled vectors at the band centres, for comparison only (not used)."""
     lam = HBO2_LAMBDA_NM
@@ -170,8 +212,9 @@ FILTER_DESIGN = {
                     "Centre of the pore DoG: suppresses single-pixel sensor/demosaic noise "
                     "while keeping 0.8-5 px (0.08-0.5 mm) pores."),
     "pore_surround": (4.0, 1,
-                      "Surround of the pore DoG (0.4 mm); also the centre of the scar DoG so that "
-                      "pore_response + scar_response = G(0.8) - G(20) partitions the band."),
+                      "Surround of the pore DoG (0.4 mm); also the centre of the scar DoG, so that "
+                      "for a pure shading feature pore_response + scar_response = G(0.8) - G(20) "
+                      "partitions the band."),
     "scar_surround": (20.0, 4,
                       "Surround of the scar DoG (2 mm): background for 0.5-4 mm depressions; a 4 mm "
                       "scar keeps ~60% of its depth at the centre. Pyramid f=4."),
@@ -248,22 +291,27 @@ class GraphBuilder:
         h = self.node("Conv", [p, wh], f"{x}__blurw_{tag}", group=channels, kernel_shape=[1, k])
         return self.node("Conv", [h, wv], f"{x}__blurh_{tag}", group=channels, kernel_shape=[k, 1])
 
-    def blur_pair(self, x2, tag, filt_a, filt_b):
-        """Blur channel 0 of x2 with filt_a and channel 1 with filt_b (depthwise, group=2)."""
-        wa = np.asarray(filt_a["weights"], dtype=np.float32)
-        wb = np.asarray(filt_b["weights"], dtype=np.float32)
-        k, r = max(len(wa), len(wb)), (max(len(wa), len(wb)) - 1) // 2
-        w = np.zeros((2, k), dtype=np.float32)
-        w[0, (k - len(wa)) // 2:(k + len(wa)) // 2] = wa
-        w[1, (k - len(wb)) // 2:(k + len(wb)) // 2] = wb
+    def blur_each(self, xs, tag, filts):
+        """Blur channel i of xs with filts[i] (one depthwise conv, group=len(filts)).
+
+        Shorter kernels are zero-padded to the longest one's taps: zero taps add exact
+        zeros, and reflect padding by the longest radius leaves the used samples unchanged.
+        """
+        ws = [np.asarray(f["weights"], dtype=np.float32) for f in filts]
+        n = len(ws)
+        k = max(len(w) for w in ws)
+        r = (k - 1) // 2
+        w = np.zeros((n, k), dtype=np.float32)
+        for i, wi in enumerate(ws):
+            w[i, (k - len(wi)) // 2:(k + len(wi)) // 2] = wi
         pads = self.const(f"pads_r{r}", np.array([0, 0, r, r, 0, 0, r, r], dtype=np.int64))
-        wh = self.const(f"k_{tag}_pair_h", w.reshape(2, 1, 1, k))
-        wv = self.const(f"k_{tag}_pair_v", w.reshape(2, 1, k, 1))
-        p = self.node("Pad", [x2, pads], f"{x2}__pad_{tag}", mode="reflect")
-        h = self.node("Conv", [p, wh], f"{x2}__blurw_{tag}", group=2, kernel_shape=[1, k])
-        v = self.node("Conv", [h, wv], f"{x2}__blurh_{tag}", group=2, kernel_shape=[k, 1])
-        split = self.const("split_1_1", np.array([1, 1], dtype=np.int64))
-        return self.node("Split", [v, split], f"{x2}__split_{tag}", n_out=2, axis=1)
+        wh = self.const(f"k_{tag}_x{n}_h", w.reshape(n, 1, 1, k))
+        wv = self.const(f"k_{tag}_x{n}_v", w.reshape(n, 1, k, 1))
+        p = self.node("Pad", [xs, pads], f"{xs}__pad_{tag}", mode="reflect")
+        h = self.node("Conv", [p, wh], f"{xs}__blurw_{tag}", group=n, kernel_shape=[1, k])
+        v = self.node("Conv", [h, wv], f"{xs}__blurh_{tag}", group=n, kernel_shape=[k, 1])
+        split = self.const(f"split_ones_{n}", np.ones(n, dtype=np.int64))
+        return self.node("Split", [v, split], f"{xs}__split_{tag}", n_out=n, axis=1)
 
     def smooth(self, x, tag, filt, channels):
         f = int(filt["pyramid_factor"])
@@ -289,7 +337,7 @@ class GraphBuilder:
                          mode="linear", coordinate_transformation_mode="half_pixel")
 
 
-def build_graph(ainv32, filters, channel_names):
+def build_graph(ainv32, pore_w32, filters, channel_names):
     g = GraphBuilder()
     x = "srgb"
     # 1) sRGB EOTF (IEC 61966-2-1)
@@ -303,23 +351,29 @@ def build_graph(ainv32, filters, channel_names):
     lin = g.node("Clip", [lin, g.scalar("c_clip_min", CLIP_MIN), g.scalar("c_clip_max", CLIP_MAX)],
                  "linear_clipped")
     od = g.node("Neg", [g.node("Log", [lin], "log_linear")], "optical_density")
-    # 3) Tsumura decomposition: [m,h,s] = Ainv @ OD per pixel, as one MatMul over a
+    # 3) Tsumura decomposition [m,h,s] = Ainv @ OD and the pore band's noise-weighted
+    #    shading u . OD, per pixel, as one MatMul of the stacked [4, 3] matrix over a
     #    [3, H*W] view (a 1x1 Conv would be equivalent, but onnxruntime's NCHWc layout
-    #    pass pads 3-channel 1x1 convs to 8/16 output channels, ~2x slower overall).
+    #    pass pads small 1x1 convs to 8/16 output channels, ~2x slower overall).
     od_shape = g.node("Shape", [od], "od_shape")
+    out_shape = g.node("Concat", [g.const("i64_1_4", np.array([1, 4], dtype=np.int64)),
+                                  g.node("Slice", [od_shape, g.const("i64_2", np.array([2], dtype=np.int64)),
+                                                   g.const("i64_4", np.array([4], dtype=np.int64))],
+                                         "od_hw")], "mhsu_shape", axis=0)
     od_flat = g.node("Reshape", [od, g.const("shape_3_m1", np.array([3, -1], dtype=np.int64))], "od_flat")
-    mhs_flat = g.node("MatMul", [g.const("decomposition_inverse", ainv32), od_flat], "chromophores_flat")
-    mhs = g.node("Reshape", [mhs_flat, od_shape], "chromophores")
-    split = g.const("split_2_1", np.array([2, 1], dtype=np.int64))
-    mh, s = g.node("Split", [mhs, split], "chromophores_split", n_out=2, axis=1)
-    # 4) shading band-passes.  The two full-resolution blurs (0.8 px and 4 px) run as ONE
-    #    2-channel depthwise conv on [s, s]; the 0.8 px kernel is zero-padded to the 4 px
-    #    kernel's 25 taps (zero taps add exact zeros; reflect padding by 12 instead of 3
-    #    leaves the used samples unchanged), which keeps the conv off the NCHWc path.
-    s2 = g.node("Concat", [s, s], "shading_x2", axis=1)
-    s_pore, s_mid = g.blur_pair(s2, "pore", filters["pore_center"], filters["pore_surround"])
+    proj = np.concatenate([ainv32, pore_w32.reshape(1, 3)], axis=0).astype(np.float32)
+    mhsu_flat = g.node("MatMul", [g.const("decomposition_projection", proj), od_flat], "chromophores_flat")
+    mhsu = g.node("Reshape", [mhsu_flat, out_shape], "chromophores")
+    split = g.const("split_2_1_1", np.array([2, 1, 1], dtype=np.int64))
+    mh, s, su = g.node("Split", [mhsu, split], "chromophores_split", n_out=3, axis=1)
+    # 4) shading band-passes.  The three full-resolution blurs (0.8 px and 4 px of the pore
+    #    band's u . OD, 4 px of the Tsumura shading s for the scar band) run as ONE 3-channel
+    #    depthwise conv on [su, su, s], which keeps them off onnxruntime's NCHWc path.
+    s3 = g.node("Concat", [su, su, s], "shading_x3", axis=1)
+    s_pore, su_mid, s_mid = g.blur_each(
+        s3, "bands", [filters["pore_center"], filters["pore_surround"], filters["pore_surround"]])
     s_wide = g.smooth(s, "scar_surround", filters["scar_surround"], 1)
-    pore = g.node("Sub", [s_pore, s_mid], "pore_response")
+    pore = g.node("Sub", [s_pore, su_mid], "pore_response")
     scar = g.node("Sub", [s_mid, s_wide], "scar_response")
     sq = g.node("Mul", [scar, scar], "scar_response_sq")
     e = g.smooth(sq, "scar_energy", filters["scar_energy"], 1)
@@ -356,8 +410,9 @@ CHANNELS = [
                 "shadows, surface relief).",
      "natural-log OD per channel",
      "higher = darker; exposure x k adds -ln(k) here and nowhere else"),
-    ("pore_response", "G(0.8 px)*shading - G(4 px)*shading: DoG band-pass at pore scale "
-                      "(0.08-0.5 mm diameter).",
+    ("pore_response", "G(0.8 px)*(u.OD) - G(4 px)*(u.OD): DoG band-pass at pore scale "
+                      "(0.08-0.5 mm diameter) of the noise-weighted shading u.OD "
+                      "(physics.pore_weights).",
      "natural-log OD", "positive where darker than the surroundings (pore opening)"),
     ("scar_response", "G(4 px)*shading - G(20 px)*shading: DoG band-pass at atrophic-scar scale "
                       "(0.5-4 mm).",
@@ -473,6 +528,8 @@ def main():
     a = np.stack([mel, hb, np.ones(3)], axis=1)          # columns: s_mel, s_hb, 1
     ainv = np.linalg.inv(a)
     ainv32 = ainv.astype(np.float32)
+    pore_w = pore_weights(mel, hb)
+    pore_w32 = pore_w.astype(np.float32)
     sens = []
     for fw in (40.0, 60.0, 80.0):
         for om, oh in ((0.5, 0.5), (1.0, 0.7), (1.5, 1.0)):
@@ -491,6 +548,7 @@ def main():
             "matrix_columns": ["melanin", "hemoglobin", "shading"],
             "matrix": [[float(v) for v in row] for row in a],
             "inverse_matrix": [[float(v) for v in row] for row in ainv32],
+            "pore_weights": [float(v) for v in pore_w32],
         },
         "filters": filters,
     }
@@ -505,7 +563,7 @@ def main():
         min_size = max(min_size, int(math.ceil(need / SIZE_MULTIPLE) * SIZE_MULTIPLE))
 
     # --- ONNX model ----------------------------------------------------------
-    graph = build_graph(ainv32, filters, channel_names)
+    graph = build_graph(ainv32, pore_w32, filters, channel_names)
     doc = (
         "dermatrack skin-v1: untrained, physics-based skin measurement model (no learned or random "
         "weights). srgb [1,3,H,W] gamma-encoded sRGB in [0,1] at 10 px/mm (H, W multiples of 32, "
@@ -513,8 +571,8 @@ def main():
         + ", ".join(channel_names)
         + ". sRGB EOTF -> clip [1e-4,1] -> OD=-ln -> per-pixel Tsumura decomposition "
         "OD = m*s_mel + h*s_hb + s*(1,1,1) (Tsumura et al. JOSA A 1999; SIGGRAPH 2003) -> "
-        "difference-of-Gaussian band-passes of shading at pore (0.8/4 px) and scar (4/20 px) "
-        "scale, RMS scar energy (8 px), and melanin/hemoglobin minus 32 px Gaussian background. "
+        "difference-of-Gaussian band-passes of the noise-weighted shading u.OD at pore scale "
+        "(0.8/4 px) and of s at scar scale (4/20 px), RMS scar energy (8 px), and melanin/hemoglobin minus 32 px Gaussian background. "
         "Gaussians: reflect padding, 3-sigma truncation; sigma > 4 px via AveragePool / blur / "
         "linear half_pixel Resize pyramid. See skin-v1.json for vectors, kernels and tiling margin."
     )
@@ -609,6 +667,25 @@ def main():
             "inverse_matrix_rows": ["melanin", "hemoglobin", "shading"],
             "inverse_matrix_cols": ["OD_R", "OD_G", "OD_B"],
             "inverse_matrix_float32": [[float(v) for v in row] for row in ainv32],
+            "pore_weights": {
+                "values_rgb": [float(v) for v in pore_w32],
+                "use": "pore band input: u . OD (sum of u is 1, so shading passes with gain 1)",
+                "method": ("inverse-variance weights u_c ~ ((srgb_c + 0.055) / 2.4)^2 for equal noise "
+                           "in sRGB code values, averaged over melanin OD "
+                           f"{PORE_WEIGHT_MELANIN_RANGE[0]}-{PORE_WEIGHT_MELANIN_RANGE[1]} "
+                           f"({PORE_WEIGHT_MELANIN_RANGE[2]} steps) at {PORE_WEIGHT_OPERATING_POINT}, "
+                           f"rounded to {PORE_WEIGHT_DECIMALS} decimals"),
+                "why": ("the Tsumura shading row rejects chromophores exactly but leans on the "
+                        "noisiest (blue) channel; pores are far smaller than any chromophore "
+                        "feature the metrics measure, so the pore band takes the minimum-noise "
+                        "estimate instead: OD noise on dark skin ~4x lower"),
+                "chromophore_leak": {
+                    "melanin": round(float(pore_w @ mel), 3),
+                    "hemoglobin": round(float(pore_w @ hb), 3),
+                    "note": "gain with which chromophore texture at pore scale enters pore_response",
+                },
+                "noise_gain": round(float(np.linalg.norm(pore_w)), 3),
+            },
             "matrix_condition_number": round(float(np.linalg.cond(a)), 3),
             "noise_gain": {
                 "note": ("row norms of the inverse matrix: i.i.d. per-channel OD noise of std n "

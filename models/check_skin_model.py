@@ -215,7 +215,7 @@ def check_tiling(run, params, manifest, a_matrix, names):
            "claim " + " ".join(str(claimed[n]) for n in names), ok)
 
 
-def check_invariances(run, a_matrix, names):
+def check_invariances(run, a_matrix, pore_w, names):
     """(c) exposure / white balance / chromophore-shading separation."""
     h, w = 256, 256
     od = synthetic_skin_od(h, w, a_matrix, seed=3)
@@ -242,15 +242,23 @@ def check_invariances(run, a_matrix, names):
 
     spot = blob(h, w, h / 2, w / 2, 15.0)                     # 3 mm smooth spot
     mel_dir, one = a_matrix[:, 0], a_matrix[:, 2]
+    out_s = run(to_input(od + 0.15 * spot[None] * one[:, None, None]))
+    ds = out_s - out0
+    # The pore band sees u . OD, not the Tsumura shading: a chromophore spot enters it
+    # exactly as a grey spot of depth (u . direction) x amplitude would (it is linear).
+    grey_pore = ds[0, ch["pore_response"]] / 0.15
+
     out_m = run(to_input(od + 0.3 * spot[None] * mel_dir[:, None, None]))
     dm = out_m - out0
     peak = float(dm[0, ch["melanin"], h // 2, w // 2])
     record("(c) melanin +0.3 spot: melanin change at centre", peak, "0.3 +- 1e-3",
            abs(peak - 0.3) < 1e-3)
-    for n in ("hemoglobin", "shading", "pore_response", "scar_response",
-              "hemoglobin_excess", "scar_energy"):
+    for n in ("hemoglobin", "shading", "scar_response", "hemoglobin_excess", "scar_energy"):
         v = float(np.abs(dm[0, ch[n]]).max())
         record(f"(c) melanin spot -> |d {n}|", v, f"< {TOL:g}", v < TOL)
+    leak = float(pore_w @ mel_dir) * 0.3
+    v = float(np.abs(dm[0, ch["pore_response"]] - leak * grey_pore).max())
+    record("(c) melanin spot -> d pore_response == (u.s_mel) x grey", v, f"< {TOL:g}", v < TOL)
     v = float(dm[0, ch["melanin_excess"], h // 2, w // 2])
     record("(c) melanin spot -> melanin_excess at centre", v, "> 0.2", v > 0.2)
 
@@ -260,11 +268,12 @@ def check_invariances(run, a_matrix, names):
     record("(c) hemoglobin +0.2 spot: hemoglobin change at centre", peak, "0.2 +- 1e-3",
            abs(peak - 0.2) < 1e-3)
     v = max(float(np.abs(dh[0, ch[n]]).max()) for n in
-            ("melanin", "shading", "pore_response", "scar_response", "melanin_excess", "scar_energy"))
-    record("(c) hemoglobin spot -> max |d ch 0,2,3,4,5,7|", v, f"< {TOL:g}", v < TOL)
+            ("melanin", "shading", "scar_response", "melanin_excess", "scar_energy"))
+    record("(c) hemoglobin spot -> max |d ch 0,2,4,5,7|", v, f"< {TOL:g}", v < TOL)
+    leak = float(pore_w @ hb_dir) * 0.2
+    v = float(np.abs(dh[0, ch["pore_response"]] - leak * grey_pore).max())
+    record("(c) hemoglobin spot -> d pore_response == (u.s_hb) x grey", v, f"< {TOL:g}", v < TOL)
 
-    out_s = run(to_input(od + 0.15 * spot[None] * one[:, None, None]))
-    ds = out_s - out0
     for n in ("melanin", "hemoglobin", "melanin_excess", "hemoglobin_excess"):
         v = float(np.abs(ds[0, ch[n]]).max())
         record(f"(c) grey dip 0.15 -> |d {n}|", v, f"< {TOL:g}", v < TOL)
@@ -322,7 +331,8 @@ def main():
     check_sha(manifest)
     check_reference(run, params, a_matrix, names)
     check_tiling(run, params, manifest, a_matrix, names)
-    check_invariances(run, a_matrix, names)
+    pore_w = np.asarray(params["decomposition"]["pore_weights"], dtype=np.float64)
+    check_invariances(run, a_matrix, pore_w, names)
     if not args.skip_timing:
         check_timing(run)
     if args.determinism:

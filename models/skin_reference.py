@@ -21,7 +21,9 @@ Pipeline (why each step exists):
    (Tsumura et al., JOSA A 16(9):2169, 1999; ACM SIGGRAPH 2003).  Exposure
    gain k adds -ln(k)*(1,1,1) to OD, which the (1,1,1) column maps entirely
    into ``shading``; melanin and hemoglobin are therefore exposure-invariant.
-4. Band-pass (difference of Gaussians) of shading at pore and scar scale, and
+4. Band-pass (difference of Gaussians) at pore scale of the noise-weighted
+   shading u . OD (weights in the manifest, ``pore_weights``), at scar scale of
+   the Tsumura shading, and
    chromophore-minus-local-background ("excess") maps.  Any spatially constant
    offset (white-balance cast, exposure) is removed exactly because every
    Gaussian kernel sums to 1.
@@ -152,6 +154,19 @@ def decompose(od: np.ndarray, ainv: np.ndarray) -> np.ndarray:
     return out
 
 
+def weighted_sum(od: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """sum_i u[i] * od_i per pixel: [1,3,H,W] -> [1,1,H,W] (graph: the 4th MatMul row).
+
+    The pore band's shading estimate: inverse-variance weights with unit sum (see
+    build_skin_model.pore_weights for why the pore band does not use the Tsumura row).
+    """
+    u = np.asarray(u, dtype=F32)
+    acc = np.zeros(od.shape[2:], dtype=F32)
+    for i in range(3):
+        acc = acc + u[i] * od[0, i]
+    return acc[None, None]
+
+
 def pad_reflect(x: np.ndarray, r: int) -> np.ndarray:
     """ONNX Pad mode=reflect on H and W (edge sample not repeated)."""
     if r == 0:
@@ -271,11 +286,13 @@ def run(srgb: np.ndarray, params: dict) -> np.ndarray:
     mhs = decompose(od, np.asarray(dec["inverse_matrix"], dtype=F32))
     mh = mhs[:, 0:2]                    # melanin, hemoglobin
     s = mhs[:, 2:3]                     # shading
+    su = weighted_sum(od, np.asarray(dec["pore_weights"], dtype=F32))   # pore band's u . OD
 
-    s_pore = smooth(s, filters["pore_center"])      # sigma 0.8 px
-    s_mid = smooth(s, filters["pore_surround"])     # sigma 4 px (= scar centre)
+    s_pore = smooth(su, filters["pore_center"])     # sigma 0.8 px
+    su_mid = smooth(su, filters["pore_surround"])   # sigma 4 px
+    s_mid = smooth(s, filters["pore_surround"])     # sigma 4 px (scar centre)
     s_wide = smooth(s, filters["scar_surround"])    # sigma 20 px, pyramid f=4
-    pore = (s_pore - s_mid).astype(F32)
+    pore = (s_pore - su_mid).astype(F32)
     scar = (s_mid - s_wide).astype(F32)
 
     energy = np.sqrt(smooth((scar * scar).astype(F32), filters["scar_energy"])).astype(F32)

@@ -24,8 +24,13 @@
 //!    reads 1, index n reads n−2; NumPy `mode="reflect"` = ONNX Pad `mode="reflect"`). Large
 //!    σ use a pyramid: AveragePool f×f → blur at σ′ = √(σ²/f² − 1/4) → bilinear Resize ×f with
 //!    `half_pixel` coordinates.
-//! 5. `pore_response = G(0.8)·s − G(4)·s`, `scar_response = G(4)·s − G(20)·s`,
+//! 5. `pore_response = G(0.8)·u − G(4)·u` of the noise-weighted shading `u = Σ u_c·OD_c`
+//!    (`graph.decomposition.pore_weights`, summing to 1), `scar_response = G(4)·s − G(20)·s`,
 //!    `{melanin,hemoglobin}_excess = x − G(32)·x`, `scar_energy = √(G(8)·scar_response²)`.
+//!    Why two shadings: the Tsumura row `s` rejects melanin and hemoglobin exactly, which
+//!    scars need (macules are scar-sized), but it weighs the darkest, noisiest channel (blue)
+//!    heavily; pores are far smaller than any chromophore feature, so their band takes the
+//!    minimum-noise inverse-variance mean of the three densities instead.
 //!
 //! Floating-point operations are done in `f32` in the order the Python reference uses (taps
 //! left to right, pool samples row-major, bilinear terms in a fixed order), so the two differ
@@ -102,6 +107,7 @@ pub struct SkinReference {
     clip_min: f32,
     clip_max: f32,
     inverse: [[f32; 3]; 3],
+    pore_weights: [f32; 3],
     pore_center: Smoothing,
     pore_surround: Smoothing,
     scar_surround: Smoothing,
@@ -213,6 +219,8 @@ impl SkinReference {
             }
         }
 
+        let pore_weights = pore_weights(dec).map_err(bad)?;
+
         let filters = field(graph, "graph", "filters").map_err(bad)?;
         let mut parsed = Vec::with_capacity(FILTERS.len());
         for name in FILTERS {
@@ -234,6 +242,7 @@ impl SkinReference {
             clip_min: clip_min as f32,
             clip_max: clip_max as f32,
             inverse,
+            pore_weights,
             pore_center: next(),
             pore_surround: next(),
             scar_surround: next(),
@@ -259,6 +268,11 @@ impl SkinReference {
         self.inverse
     }
 
+    /// The pore band's channel weights `u` (its shading estimate is `u · OD`).
+    pub fn pore_weights(&self) -> [f32; 3] {
+        self.pore_weights
+    }
+
     /// Computes the maps `[8, H, W]` (channels as in [`CHANNELS`]) of gamma-encoded sRGB in
     /// [0, 1], exactly as the ONNX graph would for the same input.
     ///
@@ -272,6 +286,7 @@ impl SkinReference {
 
         // 1–3: EOTF, optical density, decomposition; per pixel, no neighbours.
         let mut mhs = Array3::<f32>::zeros((3, h, w));
+        let mut su = Array2::<f32>::zeros((h, w));
         let a = &self.inverse;
         for (i, px) in srgb.as_raw().chunks_exact(3).enumerate() {
             let od = [0, 1, 2].map(|c| {
@@ -287,16 +302,23 @@ impl SkinReference {
                 }
                 mhs[[o, y, x]] = acc;
             }
+            // Graph: the fourth MatMul row, the pore band's u · OD.
+            let mut acc = 0.0f32;
+            for (ui, odi) in self.pore_weights.iter().zip(od) {
+                acc += ui * odi;
+            }
+            su[[y, x]] = acc;
         }
         let mel = mhs.index_axis(Axis(0), 0).to_owned();
         let hb = mhs.index_axis(Axis(0), 1).to_owned();
         let s = mhs.index_axis(Axis(0), 2).to_owned();
 
         // 4–5: band-passes of shading, local energy, excess over background.
-        let s_pore = smooth(&s, &self.pore_center);
+        let s_pore = smooth(&su, &self.pore_center);
+        let su_mid = smooth(&su, &self.pore_surround);
         let s_mid = smooth(&s, &self.pore_surround);
         let s_wide = smooth(&s, &self.scar_surround);
-        let pore = &s_pore - &s_mid;
+        let pore = &s_pore - &su_mid;
         let scar = &s_mid - &s_wide;
         let energy = smooth(&scar.mapv(|v| v * v), &self.scar_energy).mapv(f32::sqrt);
         let mel_excess = &mel - &smooth(&mel, &self.chromophore_background);
@@ -389,6 +411,28 @@ fn matrix3(dec: &Value, key: &str) -> Result<[[f64; 3]; 3], String> {
         }
     }
     Ok(m)
+}
+
+/// Reads `graph.decomposition.pore_weights`: three finite weights summing to 1 (a shading
+/// change must pass with gain 1, and exposure or white balance must cancel in the band-pass).
+fn pore_weights(dec: &Value) -> Result<[f32; 3], String> {
+    let expected = || "graph.decomposition.pore_weights must be 3 numbers".to_string();
+    let values = field(dec, "graph.decomposition", "pore_weights")?
+        .as_array()
+        .filter(|v| v.len() == 3)
+        .ok_or_else(expected)?;
+    let mut u = [0f32; 3];
+    for (ui, v) in u.iter_mut().zip(values) {
+        *ui = v.as_f64().filter(|x| x.is_finite()).ok_or_else(expected)? as f32;
+    }
+    let sum: f64 = u.iter().map(|&x| f64::from(x)).sum();
+    if (sum - 1.0).abs() > 1e-5 {
+        return Err(format!(
+            "graph.decomposition.pore_weights {u:?} sum to {sum}, not 1: the pore band would \
+             scale shading and keep exposure changes"
+        ));
+    }
+    Ok(u)
 }
 
 /// Reads `graph.filters.<name>` and checks its stored weights against the Gaussian formula.
