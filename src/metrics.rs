@@ -339,9 +339,12 @@ pub fn measure_region(
     let pore_t = {
         let t0 = adaptive(pore_response, settings.pore_threshold);
         let negated = pore_response.mapv(|v| -v);
+        let dipole_reach = (RELIEF_PARTNER_MM * px_per_mm).ceil() as usize;
         let mut false_peaks: Vec<f32> = detect_pores(negated.view(), t0)
             .iter()
-            .map(|b| peak(b, negated.view()))
+            .map(|b| (peak(b, negated.view()), b))
+            .filter(|(p, b)| !has_darker_partner(b, *p, pore_response, dipole_reach))
+            .map(|(p, _)| p)
             .collect();
         false_peaks.sort_by(|a, b| b.total_cmp(a));
         let allowed = (settings.pore_false_alarms_per_cm2 * area_mm2 / 100.0).floor() as usize;
@@ -361,7 +364,9 @@ pub fn measure_region(
     // add its whole half-max extent at once, so re-photographing the same skin (exposure, JPEG,
     // a shifted noise estimate) made the area jump by whole patches. Macules well above the
     // threshold (all the phantoms' and any a clinician would point at) count fully.
-    let patches = |map: &Array2<f32>, t: f32, min_area_mm2: f64| -> Vec<(Blob, f64)> {
+    let low_noise = maps.low_noise_shading();
+    let ring_px = (CONFIRM_RING_MM * px_per_mm).ceil() as usize;
+    let patches = |map: &Array2<f32>, t: f32, min_area_mm2: f64, gain: Option<f32>| {
         let t = adaptive(map.view(), t);
         components(&threshold(map.view(), &mask, t))
             .into_iter()
@@ -376,19 +381,29 @@ pub fn measure_region(
                 let weight = f64::from(((peak - t) / (SOFT_MARGIN * t)).clamp(0.0, 1.0));
                 (half_max_extent(&b, map.view(), &mask, patch_reach), weight)
             })
-            .collect()
+            // Judged on the half-max extent: the thresholded core of a macule on noisy skin
+            // (high adaptive threshold) can be a small part of it, ringed by the macule itself.
+            .filter(|(b, _)| match (low_noise, gain) {
+                (Some(shading), Some(gain)) => {
+                    confirmed_by_shading(b, map.view(), shading.view(), &mask, gain, ring_px)
+                }
+                _ => true,
+            })
+            .collect::<Vec<(Blob, f64)>>()
     };
     let melanin_excess = smooth(channel("melanin_excess"), sigma_px);
     let pigment = merge_overlapping(patches(
         &melanin_excess,
         settings.pigment_threshold,
         settings.pigment_min_area_mm2,
+        maps.low_noise.map(|l| l.melanin_gain),
     ));
     let hemoglobin_excess = smooth(channel("hemoglobin_excess"), sigma_px);
     let redness = merge_overlapping(patches(
         &hemoglobin_excess,
         settings.redness_threshold,
         settings.redness_min_area_mm2,
+        maps.low_noise.map(|l| l.hemoglobin_gain),
     ));
 
     let fraction = |blobs: &[Blob]| blobs.iter().map(Blob::len).sum::<usize>() as f64 / n as f64;
@@ -602,6 +617,92 @@ fn grow_at_half_max(
 }
 
 /// The largest value of `response` inside a blob.
+/// Width of the ring around a pigment or erythema patch against which its darkening in the
+/// low-noise shading is measured, mm.
+const CONFIRM_RING_MM: f64 = 1.0;
+
+/// A patch must darken the low-noise shading by at least this fraction of what its mean
+/// chromophore excess predicts (see [`confirmed_by_shading`]).
+const CONFIRM_FRACTION: f64 = 0.5;
+
+/// True when a chromophore patch is confirmed by the low-noise shading `u · OD`
+/// ([`crate::model::LowNoiseShading`]): the patch is darker there than the ring of
+/// `ring_px` around its bounding box by at least [`CONFIRM_FRACTION`] of `gain` × its mean
+/// excess.
+///
+/// Why: melanin and hemoglobin come from the Tsumura projection, which leans on the blue
+/// channel. On pigmented skin one code value of blue is 0.02–0.07 OD, and JPEG's Y/Cb/Cr
+/// rounding draws ±1-code contours across smooth skin that the projection turns into
+/// macule-sized "patches" (a tan phantom at JPEG q90 gained 9 false macules). A real
+/// macule or erythema patch absorbs in every channel and darkens `u · OD` by `gain` per unit
+/// of excess (0.46 for melanin, 0.38 for hemoglobin); a blue-only excursion moves it by a
+/// tenth of that, with the opposite sign for the projection's shading row.
+fn confirmed_by_shading(
+    blob: &Blob,
+    excess: ndarray::ArrayView2<'_, f32>,
+    shading: ndarray::ArrayView2<'_, f32>,
+    mask: &Array2<bool>,
+    gain: f32,
+    ring_px: usize,
+) -> bool {
+    let (h, w) = mask.dim();
+    let (mut y0, mut x0, mut y1, mut x1) = (usize::MAX, usize::MAX, 0, 0);
+    let (mut inside, mut predicted) = (0f64, 0f64);
+    for &(y, x) in &blob.pixels {
+        (y0, x0, y1, x1) = (y0.min(y), x0.min(x), y1.max(y), x1.max(x));
+        inside += f64::from(shading[[y, x]]);
+        predicted += f64::from(excess[[y, x]]);
+    }
+    let n = blob.pixels.len() as f64;
+    let members: std::collections::HashSet<(usize, usize)> = blob.pixels.iter().copied().collect();
+    let (mut ring, mut count) = (0f64, 0usize);
+    for y in y0.saturating_sub(ring_px)..=(y1 + ring_px).min(h - 1) {
+        for x in x0.saturating_sub(ring_px)..=(x1 + ring_px).min(w - 1) {
+            if mask[[y, x]] && !members.contains(&(y, x)) {
+                ring += f64::from(shading[[y, x]]);
+                count += 1;
+            }
+        }
+    }
+    if count == 0 {
+        return true;
+    }
+    let darkening = inside / n - ring / count as f64;
+    darkening >= CONFIRM_FRACTION * f64::from(gain) * predicted / n
+}
+
+/// How far from a bright spot in `pore_response` a darker partner is looked for, mm: the lit
+/// and shadowed walls of an icepick scar or a deep pore are less than a millimetre apart.
+const RELIEF_PARTNER_MM: f64 = 0.6;
+
+/// True when a bright spot (a blob of the negated `pore_response` with peak `strength`) has a
+/// dark spot at least as strong within `reach` pixels: the lit wall of a pit whose shadowed
+/// side is right beside it. Such relief dipoles (icepick scars the scar detector did not take,
+/// deep pores under oblique light) are real structure, not the texture and noise the mirrored
+/// detector is meant to sample, so they do not raise the pore threshold.
+fn has_darker_partner(
+    blob: &Blob,
+    strength: f32,
+    response: ndarray::ArrayView2<'_, f32>,
+    reach: usize,
+) -> bool {
+    let (h, w) = response.dim();
+    let Some(&(py, px)) = blob
+        .pixels
+        .iter()
+        .max_by(|a, b| response[**b].total_cmp(&response[**a]))
+    else {
+        return false;
+    };
+    let r2 = (reach * reach) as f64;
+    (py.saturating_sub(reach)..=(py + reach).min(h - 1)).any(|y| {
+        (px.saturating_sub(reach)..=(px + reach).min(w - 1)).any(|x| {
+            let d2 = (y as f64 - py as f64).powi(2) + (x as f64 - px as f64).powi(2);
+            d2 <= r2 && response[[y, x]] >= strength
+        })
+    })
+}
+
 fn peak(blob: &Blob, response: ndarray::ArrayView2<'_, f32>) -> f32 {
     blob.pixels
         .iter()

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use fast_image_resize as fr;
 use image::Rgb32FImage;
-use ndarray::{Array3, Array4, s};
+use ndarray::{Array2, Array3, Array4, s};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -142,6 +142,59 @@ pub struct SkinMaps {
     pub zoom: f64,
     /// The model input (sRGB at working scale) the maps were computed from.
     pub srgb: Rgb32FImage,
+    /// How to form the model's low-noise shading from `srgb`, when its manifest says.
+    pub low_noise: Option<LowNoiseShading>,
+    /// `u · OD` per working pixel, computed on first use.
+    low_noise_map: std::sync::OnceLock<Array2<f32>>,
+}
+
+/// The model's noise-weighted shading estimate `u · OD` (`graph.decomposition.pore_weights`)
+/// and what melanin and hemoglobin contribute to it.
+///
+/// Why the metrics need it: the chromophore maps lean on the blue channel, the darkest and
+/// noisiest one on pigmented skin, where JPEG's Y/Cb/Cr rounding leaves ±1-code contours and
+/// sensor noise is largest. A real macule or erythema patch darkens the skin in every channel,
+/// so it also darkens `u · OD` by `melanin_gain` (or `hemoglobin_gain`) per unit of excess; a
+/// colour excursion of the blue channel alone barely moves it. The metrics use this to refuse
+/// patches the low-noise shading does not confirm.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LowNoiseShading {
+    /// Channel weights `u` (R, G, B), summing to 1.
+    pub weights: [f32; 3],
+    /// `u · s_mel`: darkening of `u · OD` per unit of melanin.
+    pub melanin_gain: f32,
+    /// `u · s_hb`: darkening of `u · OD` per unit of hemoglobin.
+    pub hemoglobin_gain: f32,
+}
+
+impl LowNoiseShading {
+    /// Reads the weights and chromophore vectors from the manifest's `graph.decomposition`
+    /// (`pore_weights`, `matrix`); `None` for a model that does not describe them.
+    pub fn from_manifest(manifest: &SkinManifest) -> Option<LowNoiseShading> {
+        let dec = manifest.extra.get("graph")?.get("decomposition")?;
+        let numbers = |v: &serde_json::Value| -> Option<Vec<f64>> {
+            v.as_array()?
+                .iter()
+                .map(serde_json::Value::as_f64)
+                .collect()
+        };
+        let u = numbers(dec.get("pore_weights")?)?;
+        let rows: Vec<Vec<f64>> = dec
+            .get("matrix")?
+            .as_array()?
+            .iter()
+            .map(numbers)
+            .collect::<Option<_>>()?;
+        if u.len() != 3 || rows.len() != 3 || rows.iter().any(|r| r.len() < 2) {
+            return None;
+        }
+        let gain = |col: usize| (0..3).map(|c| u[c] * rows[c][col]).sum::<f64>() as f32;
+        Some(LowNoiseShading {
+            weights: [u[0] as f32, u[1] as f32, u[2] as f32],
+            melanin_gain: gain(0),
+            hemoglobin_gain: gain(1),
+        })
+    }
 }
 
 impl SkinMaps {
@@ -149,6 +202,21 @@ impl SkinMaps {
     pub fn channel(&self, name: &str) -> Option<ndarray::ArrayView2<'_, f32>> {
         let i = self.channels.iter().position(|c| c == name)?;
         Some(self.maps.index_axis(ndarray::Axis(0), i))
+    }
+
+    /// The low-noise shading `u · OD` of the model input (see [`LowNoiseShading`]), computed
+    /// once; `None` when the model does not define it.
+    pub fn low_noise_shading(&self) -> Option<&Array2<f32>> {
+        let u = self.low_noise?.weights;
+        Some(self.low_noise_map.get_or_init(|| {
+            let (w, h) = self.srgb.dimensions();
+            Array2::from_shape_fn((h as usize, w as usize), |(y, x)| {
+                let p = self.srgb.get_pixel(x as u32, y as u32).0;
+                (0..3)
+                    .map(|c| -u[c] * srgb_to_linear(p[c]).clamp(1e-4, 1.0).ln())
+                    .sum()
+            })
+        }))
     }
 }
 
@@ -256,6 +324,8 @@ impl SkinModel {
             crop,
             zoom,
             srgb,
+            low_noise: LowNoiseShading::from_manifest(&self.manifest),
+            low_noise_map: std::sync::OnceLock::new(),
         })
     }
 }

@@ -219,12 +219,47 @@ fn photometric_nuisances_change_metrics_by_at_most_5_percent() {
     check_nuisances(&nuisances);
 }
 
-/// Sensor noise and JPEG re-encoding. Known gap (issue 3 stays open): JPEG q90 blocking
-/// still moves pore and scar counts on light and tan skin by more than 5%, and on dark skin
-/// (blue reflectance ≈ 0.007) σ = 0.002 linear noise or q90 chroma quantization puts ~0.3 OD
-/// of noise into the blue channel, which the model's shading and melanin projections weigh
-/// heavily: pore_response noise (σ ≈ 0.15) then exceeds most pores' contrast, which no
-/// threshold can undo (needs a noise-weighted decomposition or a pre-model denoiser).
+/// What the noise-weighted pore band and the shading confirmation of patches fixed (model
+/// 1.1): JPEG q90 keeps pores within 10% on every tone, dark skin included (was 35 of 80), and
+/// JPEG's ±1-code blue contours are no longer counted as macules (a tan phantom at q90 had 13
+/// "macules" for its 4): every macule found once, area within 2 points.
+#[test]
+fn jpeg_keeps_pores_and_invents_no_macules() {
+    let mut a = analyzer();
+    let mut failures = Vec::new();
+    for tone in TONES {
+        for seed in SEEDS {
+            let mut s = spec(tone, seed);
+            s.nuisances.jpeg_quality = Some(90);
+            let c = compare(&mut a, &s, "jpeg q90").unwrap();
+            let label = format!("{} seed {seed} q90", tone.name());
+            if c.pore_count().relative_error() > 0.10 {
+                failures.push(format!("{label}: pores {:?}", c.pore_count()));
+            }
+            if tone != TonePreset::Dark {
+                if c.pigment_count().error() != 0.0 {
+                    failures.push(format!("{label}: pigment spots {:?}", c.pigment_count()));
+                }
+                if c.pigment_area_pct().error().abs() > 2.0 {
+                    failures.push(format!("{label}: pigment area {:?}", c.pigment_area_pct()));
+                }
+            } else if c.pigment_count().measured > c.pigment_count().truth {
+                failures.push(format!(
+                    "{label}: extra pigment spots {:?}",
+                    c.pigment_count()
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// Sensor noise and JPEG re-encoding. Known gap (issue 3 stays open). Since model 1.1 pores
+/// hold on every tone (dark q90 79–80 of 80), but on dark skin one code value of blue is
+/// ~0.07 OD, so JPEG's ±1-code blue contours and σ = 0.002 linear noise still put ~0.1–0.3
+/// of noise into the melanin/hemoglobin projection (the adaptive thresholds rise above faint
+/// macules and erythema) and into the Tsumura shading the scar band uses; and with only ~6
+/// scars per phantom a single scar gained or lost is a 17% change.
 #[test]
 #[ignore = "known gap, issue 3: JPEG q90 and noise on dark skin move counts by > 5%"]
 fn noise_and_jpeg_change_metrics_by_at_most_5_percent() {
