@@ -616,7 +616,6 @@ fn grow_at_half_max(
     blob
 }
 
-/// The largest value of `response` inside a blob.
 /// Width of the ring around a pigment or erythema patch against which its darkening in the
 /// low-noise shading is measured, mm.
 const CONFIRM_RING_MM: f64 = 1.0;
@@ -636,7 +635,7 @@ const CONFIRM_FRACTION: f64 = 0.5;
 /// macule-sized "patches" (a tan phantom at JPEG q90 gained 9 false macules). A real
 /// macule or erythema patch absorbs in every channel and darkens `u · OD` by `gain` per unit
 /// of excess (0.46 for melanin, 0.38 for hemoglobin); a blue-only excursion moves it by a
-/// tenth of that, with the opposite sign for the projection's shading row.
+/// twenty-fourth of that (u_B = 0.15 against the melanin row's 3.6 on blue).
 fn confirmed_by_shading(
     blob: &Blob,
     excess: ndarray::ArrayView2<'_, f32>,
@@ -703,6 +702,7 @@ fn has_darker_partner(
     })
 }
 
+/// The largest value of `response` inside a blob.
 fn peak(blob: &Blob, response: ndarray::ArrayView2<'_, f32>) -> f32 {
     blob.pixels
         .iter()
