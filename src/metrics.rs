@@ -124,7 +124,9 @@ pub struct MetricSettings {
     /// candidate only delimits where to look: the tests below decide what is a scar.
     pub scar_threshold: f32,
     /// A candidate is a scar when its darkest floor or shadowed wall reaches this
-    /// `scar_response` (OD; icepick and boxcar scars)… Default 0.08.
+    /// `scar_response` (OD; icepick and boxcar scars)… Default 0.07: a narrow, shallow icepick
+    /// (0.5 mm across, 0.3 mm deep) reads about 0.075 at the scar scale, where the band-pass
+    /// keeps only ~20% of a 0.5-mm feature's depth; 0.08 missed it.
     pub scar_floor_threshold: f32,
     /// …or when it holds a relief dipole: a lit wall at least this much brighter than its
     /// surroundings (OD; rolling scars, whose relief is a bright/dark pair with little net
@@ -183,7 +185,7 @@ impl Default for MetricSettings {
             pore_max_diameter_mm: 0.6,
             pore_min_diameter_mm: 0.08,
             scar_threshold: 0.008,
-            scar_floor_threshold: 0.08,
+            scar_floor_threshold: 0.07,
             scar_wall_threshold: 0.015,
             scar_wall_ratio: 0.25,
             scar_min_diameter_mm: 0.5,
