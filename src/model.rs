@@ -398,8 +398,9 @@ pub const CHROMATICITY_SIGMA_PX: f32 = 1.5;
 /// chromaticity rather than chroma (Cb, Cr) matters: chroma scales with luminance, so blurring
 /// it would smear every pore's darkening, while a pure shading feature has constant
 /// chromaticity and passes untouched. Colour features the metrics measure (macules ≥ 1 mm,
-/// erythema) are many times wider than `sigma_px`. Not removed: JPEG's 8×8-block colour
-/// offsets on very dark skin, which are as wide as macules (see the README's known gaps).
+/// erythema) are many times wider than `sigma_px`. Not removed: on very dark skin JPEG's
+/// Y/Cb/Cr rounding leaves ±1-code contours in blue that are millimetres wide (the same at
+/// q90 and q100), as wide as macules (see the README's known gaps and [`LowNoiseShading`]).
 pub fn smooth_chromaticity(
     photo: &Rgb32FImage,
     crop: (u32, u32, u32, u32),
