@@ -300,7 +300,6 @@ pub fn measure_region(
         .collect();
     // The reported footprint is the extent at half the peak energy, which, like the pores'
     // half-max size, does not grow with the detection threshold or the scar's depth.
-    let scar_reach = (SCAR_REACH_MM * px_per_mm).ceil() as usize;
     let mut taken = Array2::from_elem(mask.dim(), false);
     let scars: Vec<Blob> = scar_candidates
         .iter()
@@ -312,7 +311,7 @@ pub fn measure_region(
                 floor,
                 &mask,
                 &mut taken,
-                scar_reach,
+                px_per_mm,
             )
         })
         .filter(|b| b.len() as f64 >= min_scar_px)
@@ -543,14 +542,22 @@ const RELIEF_LOBE_K: f32 = 3.0;
 /// widest atrophic scars are ~5 mm, and the energy spreads ~1 mm (its 0.8-mm window) beyond.
 const SCAR_REACH_MM: f64 = 6.0;
 
+/// How far from a further energy maximum its own dark floor is looked for, mm: about the
+/// energy's window (0.8 mm), so the floor is the one that made that maximum.
+const SCAR_FLOOR_REACH_MM: f64 = 1.0;
+
 /// The scars inside one accepted candidate, each the extent at half its peak `scar_energy`.
 ///
 /// The first grows from the candidate's energy maximum. A candidate can also hold a second
 /// lesion close by (an icepick beside a boxcar scar, joined by the low candidate threshold):
 /// every further energy maximum that is not on the slope of an extent already taken (not
 /// next to it) is a scar of its own when it has its own dark floor (`scar_response` above
-/// `floor`); the second lobe of a relief dipole has no such floor and is not counted twice.
-/// Slopes and rejected maxima are marked taken without being counted.
+/// `floor` within [`SCAR_FLOOR_REACH_MM`] of it); the second lobe of a relief dipole has no
+/// such floor and is not counted twice. The floor must be the maximum's own: the half-max
+/// extent of a faint maximum on a scar's periphery can be wide (half of a small energy) and
+/// reach the floor of the deeper scar beside it, which counted that scar twice (9–10 scars
+/// for 7 on clean 5 px/mm phantoms). Slopes and rejected maxima are marked taken without
+/// being counted.
 fn split_scars(
     candidate: &Blob,
     energy: ndarray::ArrayView2<'_, f32>,
@@ -558,9 +565,11 @@ fn split_scars(
     floor: f32,
     mask: &Array2<bool>,
     taken: &mut Array2<bool>,
-    reach: usize,
+    px_per_mm: f64,
 ) -> Vec<Blob> {
     let (h, w) = mask.dim();
+    let reach = (SCAR_REACH_MM * px_per_mm).ceil() as usize;
+    let floor_reach = SCAR_FLOOR_REACH_MM * px_per_mm;
     let inside: std::collections::HashSet<(usize, usize)> =
         candidate.pixels.iter().copied().collect();
     let mut order = candidate.pixels.clone();
@@ -577,7 +586,14 @@ fn split_scars(
         // below the candidate threshold, and must not flood the texture around it) but may
         // overlap another scar's: the area is measured on their union.
         let extent = grow_at_half_max(seed, energy, |p| mask[p] && inside.contains(&p), reach);
-        let own_floor = extent.pixels.iter().any(|&p| scar_response[p] > floor);
+        let near = |(y, x): (usize, usize)| {
+            let (dy, dx) = (y as f64 - sy as f64, x as f64 - sx as f64);
+            dy * dy + dx * dx <= floor_reach * floor_reach
+        };
+        let own_floor = extent
+            .pixels
+            .iter()
+            .any(|&p| near(p) && scar_response[p] > floor);
         for &p in &extent.pixels {
             taken[p] = true;
         }
