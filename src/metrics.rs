@@ -369,8 +369,7 @@ pub fn measure_region(
     // threshold (all the phantoms' and any a clinician would point at) count fully.
     let low_noise = maps.low_noise_shading();
     let ring_px = (CONFIRM_RING_MM * px_per_mm).ceil() as usize;
-    let patches = |map: &Array2<f32>, t: f32, min_area_mm2: f64, gain: Option<f32>| {
-        let t = adaptive(map.view(), t);
+    let detect_patches = |map: &Array2<f32>, t: f32, min_area_mm2: f64, gain: Option<f32>| {
         components(&threshold(map.view(), &mask, t))
             .into_iter()
             .filter(|b| b.len() as f64 * mm2_per_px >= min_area_mm2)
@@ -394,20 +393,51 @@ pub fn measure_region(
             })
             .collect::<Vec<(Blob, f64)>>()
     };
-    let melanin_excess = smooth(channel("melanin_excess"), sigma_px);
-    let pigment = merge_overlapping(patches(
-        &melanin_excess,
+    // Patches at the finest smoothing, then at coarser ones while the photo is noise-limited
+    // (see [`PATCH_SCALE_GAIN`]); a coarser patch is kept only where no finer one lies.
+    // Returns the finest smoothed map (for the contrast) and the patches.
+    let patches =
+        |raw: ndarray::ArrayView2<'_, f32>, t: f32, min_area_mm2: f64, gain: Option<f32>| {
+            let mut found: Vec<(Blob, f64)> = Vec::new();
+            let mut covered = Array2::from_elem(mask.dim(), false);
+            let mut finest: Option<Array2<f32>> = None;
+            let mut previous_t = f32::INFINITY;
+            for step in 0..=PATCH_SCALE_STEPS {
+                let map = smooth(raw, sigma_px * (1u16 << step) as f32);
+                let t_scale = adaptive(map.view(), t);
+                if t_scale * PATCH_SCALE_GAIN > previous_t {
+                    break;
+                }
+                previous_t = t_scale;
+                let new: Vec<(Blob, f64)> = detect_patches(&map, t_scale, min_area_mm2, gain)
+                    .into_iter()
+                    .filter(|(b, _)| !b.pixels.iter().any(|&p| covered[p]))
+                    .collect();
+                for (b, _) in &new {
+                    for &p in &b.pixels {
+                        covered[p] = true;
+                    }
+                }
+                found.extend(new);
+                finest.get_or_insert(map);
+            }
+            (
+                finest.expect("the finest smoothing always runs"),
+                merge_overlapping(found),
+            )
+        };
+    let (melanin_excess, pigment) = patches(
+        channel("melanin_excess"),
         settings.pigment_threshold,
         settings.pigment_min_area_mm2,
         maps.low_noise.map(|l| l.melanin_gain),
-    ));
-    let hemoglobin_excess = smooth(channel("hemoglobin_excess"), sigma_px);
-    let redness = merge_overlapping(patches(
-        &hemoglobin_excess,
+    );
+    let (hemoglobin_excess, redness) = patches(
+        channel("hemoglobin_excess"),
         settings.redness_threshold,
         settings.redness_min_area_mm2,
         maps.low_noise.map(|l| l.hemoglobin_gain),
-    ));
+    );
 
     let fraction = |blobs: &[Blob]| blobs.iter().map(Blob::len).sum::<usize>() as f64 / n as f64;
     let weighted_fraction = |patches: &[(Blob, f64)]| {
@@ -644,6 +674,23 @@ fn grow_at_half_max(
 /// portraits (≈3.5 px/mm): there the pores it adds are at the resolution limit and flicker
 /// under re-capture (the portrait noise floor of pore counts rose from 16 to 24).
 const PORE_MIN_SOURCE_PX: f64 = 1.3;
+
+/// How many times the `*_excess` smoothing may be doubled (0.3 → 0.6 → 1.2 mm by default)
+/// when a photo is too noisy for the finest.
+const PATCH_SCALE_STEPS: u32 = 2;
+
+/// A doubled smoothing of the `*_excess` maps is used only when it lowers the region's
+/// adaptive threshold by at least this factor.
+///
+/// Why: on noisy photos (sensor noise on dark skin, where one code value is a large optical
+/// density) the adaptive threshold of the 0.3-mm map rises far above real macules: on a dark
+/// phantom with σ 0.01 linear noise it is 1.7 melanin units, against 0.4–0.9 for the macules,
+/// and every macule was lost. Doubling the smoothing halves white noise (threshold ÷ ≈2) but
+/// not texture or real structure (÷ ≈1.1 on the clean phantoms and portraits), so this
+/// ratio tells noise-limited photos from textured ones, and clean photos are measured
+/// exactly as before. Larger macules, the ones a coarse smoothing keeps, are then found;
+/// macules narrower than the smoothing stay lost, as they must at that noise.
+const PATCH_SCALE_GAIN: f32 = 1.5;
 
 /// Width of the ring around a pigment or erythema patch against which its darkening in the
 /// low-noise shading is measured, mm.
