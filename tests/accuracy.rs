@@ -276,35 +276,6 @@ fn noise_limited_photos_keep_macules_and_erythema() {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
-/// Macules and erythema much wider than the model's chromophore background (a Gaussian of
-/// σ 3.2 mm): measured against the skin around them (`excess_outside` in `metrics.rs`), not
-/// against a background that rises under them. Before, 10–15-mm macules measured 3.97% for
-/// 5.36% (−26%) and 12–20-mm erythema 2.44% for 4.61% (−47%), with ring-shaped detections.
-#[test]
-fn wide_patches_are_measured_whole() {
-    let mut a = analyzer();
-    let mut failures = Vec::new();
-    for seed in SEEDS {
-        let mut s = spec(TonePreset::Light, seed);
-        (s.width_mm, s.height_mm) = (90.0, 90.0);
-        s.pigment.diameter_mm = [10.0, 15.0];
-        s.erythema.diameter_mm = [12.0, 20.0];
-        let c = compare(&mut a, &s, "wide patches").unwrap();
-        let label = format!("seed {seed}");
-        let (pigment, redness) = (c.pigment_area_pct(), c.redness_area_pct());
-        if pigment.error().abs() > 2.0 || pigment.relative_error() > 0.10 {
-            failures.push(format!("{label}: pigment area {pigment:?}"));
-        }
-        if c.pigment_count().error() != 0.0 {
-            failures.push(format!("{label}: pigment spots {:?}", c.pigment_count()));
-        }
-        if redness.relative_error() > 0.25 {
-            failures.push(format!("{label}: redness area {redness:?}"));
-        }
-    }
-    assert!(failures.is_empty(), "{failures:#?}");
-}
-
 /// Sensor noise and JPEG re-encoding. Known gap (issue 3 stays open). Since model 1.1 pores
 /// hold on every tone (dark q90 79–80 of 80), but on dark skin one code value of blue is
 /// ~0.07 OD, so JPEG's ±1-code blue contours and σ = 0.002 linear noise still put ~0.1–0.3
