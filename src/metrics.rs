@@ -672,7 +672,8 @@ fn grow_at_half_max(
 /// (0.30–0.40 mm pores); at 1.3 they are all found. At 10 px/mm the limit moves from 0.15 to
 /// 0.13 mm, which changed no count on the seed 7–9 phantom sets. Lower is not better on real
 /// portraits (≈3.5 px/mm): there the pores it adds are at the resolution limit and flicker
-/// under re-capture (the portrait noise floor of pore counts rose from 16 to 24).
+/// under re-capture (the portrait noise floor of pore counts rose from 16 to 24; it fell back
+/// to 16 once split scars stopped being counted twice).
 const PORE_MIN_SOURCE_PX: f64 = 1.3;
 
 /// How many times the `*_excess` smoothing may be doubled (0.3 → 0.6 → 1.2 mm by default)
