@@ -276,6 +276,33 @@ fn noise_limited_photos_keep_macules_and_erythema() {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
+/// Macules and erythema much wider than the model's chromophore background (a Gaussian of
+/// σ 3.2 mm, which rises under them). Known gap (issue 3 stays open): 10–15-mm macules
+/// measure about 4.0% for 5.4% (−26%) and 12–20-mm erythema 2.4% for 4.6% (−47%), often as
+/// rings. Measuring patches against the skin around them fixed it on phantoms but made real
+/// portraits' pigment and redness less repeatable, and was reverted (see the README).
+#[test]
+#[ignore = "known gap, issue 3: patches wider than ~8 mm are hollowed by the 3.2-mm background"]
+fn wide_patches_are_measured_whole() {
+    let mut a = analyzer();
+    let mut failures = Vec::new();
+    for seed in SEEDS {
+        let mut s = spec(TonePreset::Light, seed);
+        (s.width_mm, s.height_mm) = (90.0, 90.0);
+        s.pigment.diameter_mm = [10.0, 15.0];
+        s.erythema.diameter_mm = [12.0, 20.0];
+        let c = compare(&mut a, &s, "wide patches").unwrap();
+        let (pigment, redness) = (c.pigment_area_pct(), c.redness_area_pct());
+        if pigment.error().abs() > 2.0 || pigment.relative_error() > 0.10 {
+            failures.push(format!("seed {seed}: pigment area {pigment:?}"));
+        }
+        if redness.relative_error() > 0.25 {
+            failures.push(format!("seed {seed}: redness area {redness:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
 /// Sensor noise and JPEG re-encoding. Known gap (issue 3 stays open). Since model 1.1 pores
 /// hold on every tone (dark q90 79–80 of 80), but on dark skin one code value of blue is
 /// ~0.07 OD, so JPEG's ±1-code blue contours and σ = 0.002 linear noise still put ~0.1–0.3
