@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::model::{SkinMaps, srgb_to_linear};
 use crate::regions::RegionMask;
 
-/// Constitutive skin tone in CIELAB (D65) and the Individual Typology Angle.
+/// Constitutive skin tone in CIELAB (D65) and the Individual Typology Angle, measured on the
+/// region's skin outside its findings (pores, macules, scars, erythema).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Tone {
@@ -482,6 +483,17 @@ pub fn measure_region(
         .sum::<f64>()
         / n as f64;
 
+    let detections = Detections {
+        pores: paint(&pores, mask.dim()),
+        pigment: paint(&pigment, mask.dim()),
+        scars: scar_mask,
+        redness: paint(&redness, mask.dim()),
+    };
+    let mut findings = detections.pores.clone();
+    for other in [&detections.pigment, &detections.scars, &detections.redness] {
+        findings.zip_mut_with(other, |f, &o| *f |= o);
+    }
+
     let metrics = RegionMetrics {
         pores: Some(Pores {
             count: pores.len() as u32,
@@ -506,13 +518,7 @@ pub fn measure_region(
             area_fraction: red_fraction,
             severity: severity::patches(red_fraction, red_contrast),
         }),
-        tone: region_tone(maps, &mask),
-    };
-    let detections = Detections {
-        pores: paint(&pores, mask.dim()),
-        pigment: paint(&pigment, mask.dim()),
-        scars: scar_mask,
-        redness: paint(&redness, mask.dim()),
+        tone: region_tone(maps, &mask, &findings, px_per_mm),
     };
     (metrics, Some(detections))
 }
@@ -957,19 +963,65 @@ fn smooth(map: ndarray::ArrayView2<'_, f32>, sigma_px: f32) -> Array2<f32> {
 
 /// Tone from the mean linear color of the region (averaging in linear light, as a
 /// spectrophotometer's aperture would).
-fn region_tone(maps: &SkinMaps, mask: &Array2<bool>) -> Option<Tone> {
-    let mut sum = [0f64; 3];
-    let mut n = 0u64;
-    for ((y, x), &inside) in mask.indexed_iter() {
-        if inside {
-            let p = maps.srgb.get_pixel(x as u32, y as u32).0;
-            for c in 0..3 {
-                sum[c] += f64::from(srgb_to_linear(p[c]));
+/// Margin around each finding that the tone leaves out, mm: a macule's or erythema patch's
+/// edge beyond its half-maximum extent still carries part of its colour.
+const TONE_MARGIN_MM: f64 = 0.5;
+
+/// Least fraction of a region that must remain once findings are left out for the tone to be
+/// measured on it; below, the whole region is used (skin that is mostly lesion has no other
+/// colour to report).
+const TONE_MIN_UNAFFECTED: f64 = 0.25;
+
+/// The region's constitutive tone: CIELAB of the mean linear colour of its skin outside
+/// `findings` (dilated by [`TONE_MARGIN_MM`]).
+///
+/// Why: ITA° classifies the skin's own colour (Chardon et al. measure it on unexposed,
+/// unaffected skin). Averaged over everything, a cheek with 12% of its area in macules read
+/// 3.4° darker than its skin on an independent phantom renderer, and every phantom with
+/// features read 0.5–1.5° low; pigment and redness already have their own metrics.
+fn region_tone(
+    maps: &SkinMaps,
+    mask: &Array2<bool>,
+    findings: &Array2<bool>,
+    px_per_mm: f64,
+) -> Option<Tone> {
+    let excluded = dilate(findings, (TONE_MARGIN_MM * px_per_mm).round() as usize);
+    let mean = |skip: Option<&Array2<bool>>| {
+        let mut sum = [0f64; 3];
+        let mut n = 0u64;
+        for ((y, x), &inside) in mask.indexed_iter() {
+            if inside && !skip.is_some_and(|s| s[[y, x]]) {
+                let p = maps.srgb.get_pixel(x as u32, y as u32).0;
+                for c in 0..3 {
+                    sum[c] += f64::from(srgb_to_linear(p[c]));
+                }
+                n += 1;
             }
-            n += 1;
         }
-    }
+        (sum, n)
+    };
+    let (all_sum, all_n) = mean(None);
+    let (sum, n) = mean(Some(&excluded));
+    let (sum, n) = if n as f64 >= TONE_MIN_UNAFFECTED * all_n as f64 && n > 0 {
+        (sum, n)
+    } else {
+        (all_sum, all_n)
+    };
     (n > 0).then(|| tone_from_lab(linear_srgb_to_lab(sum.map(|s| s / n as f64))))
+}
+
+/// `mask` dilated by a square of half-side `r` pixels (separable running maximum).
+fn dilate(mask: &Array2<bool>, r: usize) -> Array2<bool> {
+    if r == 0 {
+        return mask.clone();
+    }
+    let (h, w) = mask.dim();
+    let rows = Array2::from_shape_fn((h, w), |(y, x)| {
+        (x.saturating_sub(r)..(x + r + 1).min(w)).any(|nx| mask[[y, nx]])
+    });
+    Array2::from_shape_fn((h, w), |(y, x)| {
+        (y.saturating_sub(r)..(y + r + 1).min(h)).any(|ny| rows[[ny, x]])
+    })
 }
 
 /// Converts a mean *linear* sRGB color to CIELAB under D65 (IEC 61966-2-1 matrix, CIE 15:2004).

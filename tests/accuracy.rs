@@ -97,6 +97,32 @@ fn featureless_skin_has_no_findings() {
     }
 }
 
+/// Tone is the skin's own colour: with 5–7% of the skin in macules, plus erythema, pores and
+/// scars, ITA° stays within 1° of the base skin's (averaged over everything, lesions included,
+/// it read 1.4–1.5° dark on the light and tan phantoms).
+#[test]
+fn tone_is_measured_on_the_skin_around_the_findings() {
+    let mut a = analyzer();
+    let mut failures = Vec::new();
+    for tone in TONES {
+        let mut s = spec(tone, 41);
+        s.pigment.count = 8;
+        s.pigment.diameter_mm = [4.0, 6.0];
+        let c = compare(&mut a, &s, tone.name()).unwrap();
+        let covered = c.pigment_area_pct().truth;
+        assert!(
+            covered >= 5.0,
+            "{}: only {covered}% in macules",
+            tone.name()
+        );
+        // ITA° within 1° of the base skin's.
+        if c.ita().error().abs() > 1.0 {
+            failures.push(format!("{}: ITA {:?}", tone.name(), c.ita()));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
 /// Shadows are not pigment, and pigment is not a scar: scars and pores alone give no
 /// pigmented area; macules alone give no scars or pores.
 #[test]
