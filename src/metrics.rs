@@ -961,8 +961,6 @@ fn smooth(map: ndarray::ArrayView2<'_, f32>, sigma_px: f32) -> Array2<f32> {
     Array2::from_shape_vec((h, w), blurred.into_raw()).expect("same size")
 }
 
-/// Tone from the mean linear color of the region (averaging in linear light, as a
-/// spectrophotometer's aperture would).
 /// Margin around each finding that the tone leaves out, mm: a macule's or erythema patch's
 /// edge beyond its half-maximum extent still carries part of its colour.
 const TONE_MARGIN_MM: f64 = 0.5;
@@ -973,7 +971,8 @@ const TONE_MARGIN_MM: f64 = 0.5;
 const TONE_MIN_UNAFFECTED: f64 = 0.25;
 
 /// The region's constitutive tone: CIELAB of the mean linear colour of its skin outside
-/// `findings` (dilated by [`TONE_MARGIN_MM`]).
+/// `findings` (dilated by [`TONE_MARGIN_MM`]), averaged in linear light as a
+/// spectrophotometer's aperture would.
 ///
 /// Why: ITA° classifies the skin's own colour (Chardon et al. measure it on unexposed,
 /// unaffected skin). Averaged over everything, a cheek with 12% of its area in macules read
