@@ -985,26 +985,31 @@ fn region_tone(
     px_per_mm: f64,
 ) -> Option<Tone> {
     let excluded = dilate(findings, (TONE_MARGIN_MM * px_per_mm).round() as usize);
-    let mean = |skip: Option<&Array2<bool>>| {
-        let mut sum = [0f64; 3];
-        let mut n = 0u64;
-        for ((y, x), &inside) in mask.indexed_iter() {
-            if inside && !skip.is_some_and(|s| s[[y, x]]) {
-                let p = maps.srgb.get_pixel(x as u32, y as u32).0;
+    // Sums over the whole region and over its unaffected skin, in one pass.
+    let (mut all, mut skin) = (([0f64; 3], 0u64), ([0f64; 3], 0u64));
+    for ((y, x), &inside) in mask.indexed_iter() {
+        if inside {
+            let p = maps
+                .srgb
+                .get_pixel(x as u32, y as u32)
+                .0
+                .map(srgb_to_linear);
+            let add = |(sum, n): &mut ([f64; 3], u64)| {
                 for c in 0..3 {
-                    sum[c] += f64::from(srgb_to_linear(p[c]));
+                    sum[c] += f64::from(p[c]);
                 }
-                n += 1;
+                *n += 1;
+            };
+            add(&mut all);
+            if !excluded[[y, x]] {
+                add(&mut skin);
             }
         }
-        (sum, n)
-    };
-    let (all_sum, all_n) = mean(None);
-    let (sum, n) = mean(Some(&excluded));
-    let (sum, n) = if n as f64 >= TONE_MIN_UNAFFECTED * all_n as f64 && n > 0 {
-        (sum, n)
+    }
+    let (sum, n) = if skin.1 as f64 >= TONE_MIN_UNAFFECTED * all.1 as f64 && skin.1 > 0 {
+        skin
     } else {
-        (all_sum, all_n)
+        all
     };
     (n > 0).then(|| tone_from_lab(linear_srgb_to_lab(sum.map(|s| s / n as f64))))
 }
