@@ -164,7 +164,8 @@ pub struct InsertedMacule {
 /// Adds melanin optical density to a real photo in linear light (`R_c ← R_c ·
 /// exp(−od · σ_mel,c · profile)`, the phantom's own model, in the private `phantom::optics`
 /// module) with a flat top to 0.7 of the radius and a raised-cosine edge; the skin's own
-/// texture stays underneath, as in a real macule. Returns the truth mask (255 where the excess is ≥ half the peak).
+/// texture stays underneath, as in a real macule. Returns the truth mask (255 where the excess
+/// is ≥ half the peak).
 pub fn insert_macule(img: &mut Rgb32FImage, macule: &InsertedMacule) -> GrayImage {
     let (w, h) = img.dimensions();
     let mut truth = GrayImage::new(w, h);
