@@ -72,7 +72,7 @@ use rng::Rng;
 
 pub use optics::{
     D65_WHITE, OD_BASE, OpticalModel, SIGMA_HEMOGLOBIN, SIGMA_MELANIN, ita_category, ita_deg,
-    linear_srgb_to_lab, skin_reflectance, srgb_decode, srgb_encode,
+    linear_srgb_to_lab, skin_reflectance, skin_reflectance_with, srgb_decode, srgb_encode,
 };
 pub use output::{SetOptions, generate_set, write_phantom};
 pub use perturb::{InsertedMacule, Perturbation, insert_macule, perturb};
@@ -262,11 +262,13 @@ fn compose(
     let span = (w as f64 * dx).abs() + (h as f64 * dy).abs();
     let gains: [f64; 3] = std::array::from_fn(|c| nz.exposure * nz.white_balance[c]);
     let mut clipped = 0u64;
+    let sigma_hemoglobin = spec.hemoglobin_unit();
     for j in 0..h {
         for i in 0..w {
             let p = j * w + i;
             let s = f64::from(relief[p]) * f64::from(fields.shade[p]);
-            let lin = skin_reflectance(
+            let lin = skin_reflectance_with(
+                sigma_hemoglobin,
                 f64::from(fields.melanin[p]),
                 f64::from(fields.hemoglobin[p]),
                 s,
@@ -336,8 +338,13 @@ pub(crate) fn jpeg_round_trip(rgb8: &RgbImage, quality: u8) -> Result<Vec<u8>> {
 
 /// The flat base color of a tone, and its CIELAB and ITA°.
 pub fn tone_truth(tone: &BaseTone) -> ToneTruth {
+    tone_truth_with(tone, SIGMA_HEMOGLOBIN)
+}
+
+/// [`tone_truth`] with hemoglobin along `sigma_hemoglobin` (unit norm).
+fn tone_truth_with(tone: &BaseTone, sigma_hemoglobin: [f64; 3]) -> ToneTruth {
     let (melanin, hemoglobin) = tone.densities();
-    let linear_rgb = skin_reflectance(melanin, hemoglobin, 1.0);
+    let linear_rgb = skin_reflectance_with(sigma_hemoglobin, melanin, hemoglobin, 1.0);
     let [l, a, b] = linear_srgb_to_lab(linear_rgb);
     let ita = ita_deg(l, b);
     ToneTruth {
@@ -504,8 +511,8 @@ fn build_truth(
         width_mm,
         height_mm,
         spec: spec.clone(),
-        model: OpticalModel::current(),
-        base_tone: tone_truth(&spec.tone),
+        model: OpticalModel::for_spec(spec),
+        base_tone: tone_truth_with(&spec.tone, spec.hemoglobin_unit()),
         pores: PoreTruth {
             count: pores.len() as u32,
             diameters_mm: pores.iter().map(|p| p.diameter_mm).collect(),

@@ -79,13 +79,28 @@ impl OpticalModel {
             encoding: "sRGB (IEC 61966-2-1) transfer function, D65".into(),
         }
     }
+
+    /// The model a spec renders with: [`OpticalModel::current`] with the spec's hemoglobin
+    /// direction.
+    pub fn for_spec(spec: &crate::phantom::PhantomSpec) -> OpticalModel {
+        OpticalModel {
+            sigma_hemoglobin: spec.hemoglobin_unit(),
+            ..OpticalModel::current()
+        }
+    }
 }
 
 /// Linear sRGB reflectance of skin with melanin density `m`, hemoglobin density `h` under
 /// shading `s` (1 = flat skin under the reference light).
 pub fn skin_reflectance(m: f64, h: f64, s: f64) -> [f64; 3] {
+    skin_reflectance_with(SIGMA_HEMOGLOBIN, m, h, s)
+}
+
+/// [`skin_reflectance`] with hemoglobin along `sigma_hemoglobin` (unit norm) instead of
+/// [`SIGMA_HEMOGLOBIN`].
+pub fn skin_reflectance_with(sigma_hemoglobin: [f64; 3], m: f64, h: f64, s: f64) -> [f64; 3] {
     std::array::from_fn(|c| {
-        s * (-(OD_BASE[c] + m * SIGMA_MELANIN[c] + h * SIGMA_HEMOGLOBIN[c])).exp()
+        s * (-(OD_BASE[c] + m * SIGMA_MELANIN[c] + h * sigma_hemoglobin[c])).exp()
     })
 }
 

@@ -49,6 +49,12 @@ pub struct PhantomSpec {
     pub gap_mm: f64,
     /// Capture nuisances applied after the clean image is formed. Default: none.
     pub nuisances: NuisanceSpec,
+    /// Oxy-hemoglobin's direction in the camera's optical-density space (R, G, B); rendered
+    /// at unit length. Default: [`crate::phantom::SIGMA_HEMOGLOBIN`], the direction the skin
+    /// model assumes. Another direction stands for a camera or skin whose colours differ from
+    /// the model's: the analysis must then cope with erythema that its fixed decomposition
+    /// does not fully separate from shading. Allowed: non-negative, not all zero.
+    pub hemoglobin_direction: [f64; 3],
 }
 
 impl Default for PhantomSpec {
@@ -68,6 +74,7 @@ impl Default for PhantomSpec {
             margin_mm: 3.0,
             gap_mm: 0.5,
             nuisances: NuisanceSpec::default(),
+            hemoglobin_direction: crate::phantom::SIGMA_HEMOGLOBIN,
         }
     }
 }
@@ -91,6 +98,18 @@ impl PhantomSpec {
         self.scars.rolling.count = 0;
         self.erythema.count = 0;
         self
+    }
+
+    /// [`PhantomSpec::hemoglobin_direction`] at unit length.
+    pub fn hemoglobin_unit(&self) -> [f64; 3] {
+        let d = self.hemoglobin_direction;
+        if d == crate::phantom::SIGMA_HEMOGLOBIN {
+            // Unit length to its six decimals already; renormalising would move every default
+            // phantom by a rounding error.
+            return d;
+        }
+        let norm = d.iter().map(|v| v * v).sum::<f64>().sqrt();
+        d.map(|v| v / norm)
     }
 
     /// Image width in pixels: `round(width_mm · px_per_mm)`.
@@ -132,6 +151,15 @@ impl PhantomSpec {
                 finite_in("tone.custom.melanin", melanin, 0.0, 10.0)?;
                 finite_in("tone.custom.hemoglobin", hemoglobin, 0.0, 5.0)?;
             }
+        }
+        for v in self.hemoglobin_direction {
+            finite_in("hemoglobin_direction", v, 0.0, 1e3)?;
+        }
+        if self.hemoglobin_direction.iter().all(|&v| v == 0.0) {
+            return Err(invalid(
+                "hemoglobin_direction",
+                "must not be all zero".to_string(),
+            ));
         }
         self.texture.validate()?;
         self.lighting.validate()?;
