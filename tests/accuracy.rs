@@ -109,6 +109,31 @@ fn dark_pores_are_pores_and_icepicks_are_scars() {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
+/// Erythema drawn along another hemoglobin direction than the model's (15.5° away: the
+/// independent renderer's (0.06, 1.00, 0.60)) partly stays in the Tsumura shading, where a
+/// strong 3–6-mm patch reads like a shallow scar. The chromophore leak fitted per region
+/// (`ChromophoreLeak` in `src/metrics.rs`) must keep those out of the scar count. Without it
+/// each tone counted 9 scars for 7 (two on erythema); with it 6 (the 0.06-mm-deep rolling scar
+/// is too shallow to find).
+#[test]
+fn erythema_of_another_colour_is_not_a_scar() {
+    let mut a = analyzer();
+    let mut failures = Vec::new();
+    for tone in TONES {
+        let mut s = spec(tone, 51);
+        s.hemoglobin_direction = [0.06, 1.00, 0.60];
+        s.erythema.count = 3;
+        s.erythema.diameter_mm = [3.0, 6.0];
+        s.erythema.hemoglobin_excess = [0.8, 1.2];
+        let c = compare(&mut a, &s, tone.name()).unwrap();
+        // Scar count error ≤ 15%.
+        if c.scar_count().relative_error() > 0.15 {
+            failures.push(format!("{}: scars {:?}", tone.name(), c.scar_count()));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
 #[test]
 fn featureless_skin_has_no_findings() {
     let mut a = analyzer();
