@@ -751,17 +751,7 @@ fn pore_sized_pit(
         .pixels
         .iter()
         .max_by(|a, b| scar_response[**a].total_cmp(&scar_response[**b]))?;
-    let (h, w) = pore_response.dim();
-    let r2 = (reach * reach) as f64;
-    let mut pit = f32::MIN;
-    for y in py.saturating_sub(reach)..=(py + reach).min(h - 1) {
-        for x in px.saturating_sub(reach)..=(px + reach).min(w - 1) {
-            let d2 = (y as f64 - py as f64).powi(2) + (x as f64 - px as f64).powi(2);
-            if d2 <= r2 {
-                pit = pit.max(pore_response[[y, x]]);
-            }
-        }
-    }
+    let pit = disk_max(pore_response, (py, px), reach);
     (scar_response[[py, px]] - r_median < PIT_SCALE_RATIO * pit).then_some(pit)
 }
 
@@ -975,21 +965,26 @@ fn has_darker_partner(
     response: ndarray::ArrayView2<'_, f32>,
     reach: usize,
 ) -> bool {
-    let (h, w) = response.dim();
-    let Some(&(py, px)) = blob
-        .pixels
+    blob.pixels
         .iter()
         .max_by(|a, b| response[**b].total_cmp(&response[**a]))
-    else {
-        return false;
-    };
+        .is_some_and(|&p| disk_max(response, p, reach) >= strength)
+}
+
+/// The largest value of `response` within `reach` pixels of `(py, px)`.
+fn disk_max(response: ndarray::ArrayView2<'_, f32>, (py, px): (usize, usize), reach: usize) -> f32 {
+    let (h, w) = response.dim();
     let r2 = (reach * reach) as f64;
-    (py.saturating_sub(reach)..=(py + reach).min(h - 1)).any(|y| {
-        (px.saturating_sub(reach)..=(px + reach).min(w - 1)).any(|x| {
+    let mut max = f32::MIN;
+    for y in py.saturating_sub(reach)..=(py + reach).min(h - 1) {
+        for x in px.saturating_sub(reach)..=(px + reach).min(w - 1) {
             let d2 = (y as f64 - py as f64).powi(2) + (x as f64 - px as f64).powi(2);
-            d2 <= r2 && response[[y, x]] >= strength
-        })
-    })
+            if d2 <= r2 {
+                max = max.max(response[[y, x]]);
+            }
+        }
+    }
+    max
 }
 
 /// The largest value of `response` inside a blob.
