@@ -787,49 +787,74 @@ const LEAK_MAX_EXPLAINED: f64 = 0.5;
 /// is 16° from the model's, gives `b` ≈ 0.11–0.25 and `a` ≈ −0.03; the model's own phantoms
 /// give |a|, |b| < 0.02 when clean.
 ///
-/// Band-passes (σ 0.4/2 mm, as `scar_response`) are taken on box-downsampled maps at
-/// [`LEAK_PX_PER_MM`].
-struct ChromophoreLeak {
+/// Fitted on [`LeakBands`].
+struct ChromophoreLeak<'a> {
     a: f64,
     b: f64,
+    bands: &'a LeakBands,
+}
+
+/// The melanin, hemoglobin and shading maps box-downsampled to [`LEAK_PX_PER_MM`] and
+/// band-passed like `scar_response` (σ 0.4/2 mm): what [`ChromophoreLeak`] is fitted on. The
+/// same for every region of a photo, so [`SkinMaps::leak_bands`] computes them once.
+#[derive(Debug, Clone)]
+pub(crate) struct LeakBands {
     factor: usize,
     melanin: Array2<f32>,
     hemoglobin: Array2<f32>,
     shading: Array2<f32>,
 }
 
-impl ChromophoreLeak {
-    fn fit(maps: &SkinMaps, mask: &Array2<bool>) -> ChromophoreLeak {
+impl LeakBands {
+    pub(crate) fn compute(maps: &SkinMaps) -> LeakBands {
         let factor = ((maps.px_per_mm / LEAK_PX_PER_MM).round() as usize).max(1);
-        let (h, w) = mask.dim();
-        let (hs, ws) = ((h / factor).max(1), (w / factor).max(1));
-        let block = |y: usize, x: usize| {
-            (y * factor..((y + 1) * factor).min(h))
-                .flat_map(move |yy| (x * factor..((x + 1) * factor).min(w)).map(move |xx| (yy, xx)))
-        };
         let scale_px = maps.px_per_mm / factor as f64;
         let band = |name: &str| {
             let map = maps
                 .channel(name)
                 .unwrap_or_else(|| panic!("skin model manifest lacks channel {name}"));
-            let small = Array2::from_shape_fn((hs, ws), |(y, x)| {
-                let (sum, n) = block(y, x).fold((0f32, 0usize), |(s, n), p| (s + map[p], n + 1));
+            let (h, w) = map.dim();
+            let small = Array2::from_shape_fn(((h / factor).max(1), (w / factor).max(1)), |q| {
+                let (sum, n) =
+                    block(q, factor, (h, w)).fold((0f32, 0usize), |(s, n), p| (s + map[p], n + 1));
                 sum / n.max(1) as f32
             });
             smooth(small.view(), (0.4 * scale_px) as f32)
                 - smooth(small.view(), (2.0 * scale_px) as f32)
         };
-        let (melanin, hemoglobin, shading) = (band("melanin"), band("hemoglobin"), band("shading"));
+        LeakBands {
+            factor,
+            melanin: band("melanin"),
+            hemoglobin: band("hemoglobin"),
+            shading: band("shading"),
+        }
+    }
+}
+
+/// The working pixels of low-resolution pixel `(y, x)` when `factor`² of them make one.
+fn block(
+    (y, x): (usize, usize),
+    factor: usize,
+    (h, w): (usize, usize),
+) -> impl Iterator<Item = (usize, usize)> {
+    (y * factor..((y + 1) * factor).min(h))
+        .flat_map(move |yy| (x * factor..((x + 1) * factor).min(w)).map(move |xx| (yy, xx)))
+}
+
+impl<'a> ChromophoreLeak<'a> {
+    fn fit(maps: &'a SkinMaps, mask: &Array2<bool>) -> ChromophoreLeak<'a> {
+        let bands = maps.leak_bands();
+        let f = bands.factor;
         let (mut mm, mut hh, mut mh, mut sm, mut sh) = (0f64, 0f64, 0f64, 0f64, 0f64);
-        for (y, x) in (0..hs).flat_map(|y| (0..ws).map(move |x| (y, x))) {
-            let inside = block(y, x).filter(|&p| mask[p]).count();
-            if 2 * inside <= factor * factor {
+        for (q, &s) in bands.shading.indexed_iter() {
+            let inside = block(q, f, mask.dim()).filter(|&p| mask[p]).count();
+            if 2 * inside <= f * f {
                 continue;
             }
             let (m, hb, s) = (
-                f64::from(melanin[[y, x]]),
-                f64::from(hemoglobin[[y, x]]),
-                f64::from(shading[[y, x]]),
+                f64::from(bands.melanin[q]),
+                f64::from(bands.hemoglobin[q]),
+                f64::from(s),
             );
             (mm, hh, mh, sm, sh) = (
                 mm + m * m,
@@ -845,27 +870,27 @@ impl ChromophoreLeak {
         } else {
             (0.0, 0.0)
         };
-        let (a, b) = (a.clamp(-LEAK_MAX, LEAK_MAX), b.clamp(-LEAK_MAX, LEAK_MAX));
         ChromophoreLeak {
-            a,
-            b,
-            factor,
-            melanin,
-            hemoglobin,
-            shading,
+            a: a.clamp(-LEAK_MAX, LEAK_MAX),
+            b: b.clamp(-LEAK_MAX, LEAK_MAX),
+            bands,
         }
     }
 
     /// The fraction of the shading band-pass at working pixel `p` that the leak explains; 0
     /// where the band-pass is not a darkening at this resolution.
     fn explained(&self, (y, x): (usize, usize)) -> f64 {
-        let (hs, ws) = self.shading.dim();
-        let q = ((y / self.factor).min(hs - 1), (x / self.factor).min(ws - 1));
-        let shading = f64::from(self.shading[q]);
+        let bands = self.bands;
+        let (hs, ws) = bands.shading.dim();
+        let q = (
+            (y / bands.factor).min(hs - 1),
+            (x / bands.factor).min(ws - 1),
+        );
+        let shading = f64::from(bands.shading[q]);
         if shading <= 0.0 {
             return 0.0;
         }
-        (self.a * f64::from(self.melanin[q]) + self.b * f64::from(self.hemoglobin[q])) / shading
+        (self.a * f64::from(bands.melanin[q]) + self.b * f64::from(bands.hemoglobin[q])) / shading
     }
 }
 

@@ -146,6 +146,8 @@ pub struct SkinMaps {
     pub low_noise: Option<LowNoiseShading>,
     /// `u · OD` per working pixel, computed on first use.
     low_noise_map: std::sync::OnceLock<Array2<f32>>,
+    /// Scar-band maps for the metrics' chromophore leak fit, computed on first use.
+    leak_bands: std::sync::OnceLock<crate::metrics::LeakBands>,
 }
 
 /// The model's noise-weighted shading estimate `u · OD` (`graph.decomposition.pore_weights`)
@@ -217,6 +219,15 @@ impl SkinMaps {
                     .sum()
             })
         }))
+    }
+}
+
+impl SkinMaps {
+    /// The melanin, hemoglobin and shading scar-band maps the metrics fit the colour leak on,
+    /// computed once per photo and shared by its regions (each fits its own coefficients).
+    pub(crate) fn leak_bands(&self) -> &crate::metrics::LeakBands {
+        self.leak_bands
+            .get_or_init(|| crate::metrics::LeakBands::compute(self))
     }
 }
 
@@ -326,6 +337,7 @@ impl SkinModel {
             srgb,
             low_noise: LowNoiseShading::from_manifest(&self.manifest),
             low_noise_map: std::sync::OnceLock::new(),
+            leak_bands: std::sync::OnceLock::new(),
         })
     }
 }
