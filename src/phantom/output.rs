@@ -210,10 +210,9 @@ pub(crate) fn scene_spec(
     scene: u32,
     options: &SetOptions,
 ) -> PhantomSpec {
-    let mut spec = PhantomSpec::with_tone(tone);
+    let mut spec = PhantomSpec::with_tone(tone).at_px_per_mm(options.px_per_mm);
     spec.width_mm = options.size_mm;
     spec.height_mm = options.size_mm;
-    spec.px_per_mm = options.px_per_mm;
     // 53 bits, so the seed survives JSON readers that hold numbers as doubles.
     spec.seed = mix_seed(seed, &[tone as u64, u64::from(scene)]) >> 11;
     let area_ratio = options.size_mm * options.size_mm / (50.0 * 50.0);
@@ -224,19 +223,6 @@ pub(crate) fn scene_spec(
     scale(&mut spec.scars.boxcar.count);
     scale(&mut spec.scars.rolling.count);
     scale(&mut spec.erythema.count);
-    // At coarse sampling the smallest default features would fall under the validated minima
-    // (1.5 px for pores, 2 px for the rest): raise the ranges' lower ends.
-    let ppm = options.px_per_mm;
-    let raise = |d: &mut [f64; 2], min: f64| {
-        d[0] = d[0].max(min);
-        d[1] = d[1].max(d[0]);
-    };
-    raise(&mut spec.pores.diameter_mm, 1.5 / ppm);
-    raise(&mut spec.pigment.diameter_mm, 2.0 / ppm);
-    raise(&mut spec.scars.icepick.diameter_mm, 2.0 / ppm);
-    raise(&mut spec.scars.boxcar.diameter_mm, 2.0 / ppm);
-    raise(&mut spec.scars.rolling.diameter_mm, 2.0 / ppm);
-    raise(&mut spec.erythema.diameter_mm, 2.0 / ppm);
     spec
 }
 

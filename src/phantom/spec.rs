@@ -100,6 +100,24 @@ impl PhantomSpec {
         self
     }
 
+    /// This spec sampled at `px_per_mm`, with the lower end of every feature's size range
+    /// raised to what that sampling can draw (the validated minima: 1.5 px for pores, 2 px for
+    /// the rest), so the default ranges also render at coarse sampling.
+    pub fn at_px_per_mm(mut self, px_per_mm: f64) -> PhantomSpec {
+        self.px_per_mm = px_per_mm;
+        let raise = |d: &mut [f64; 2], min_px: f64| {
+            d[0] = d[0].max(min_px / px_per_mm);
+            d[1] = d[1].max(d[0]);
+        };
+        raise(&mut self.pores.diameter_mm, 1.5);
+        raise(&mut self.pigment.diameter_mm, 2.0);
+        raise(&mut self.scars.icepick.diameter_mm, 2.0);
+        raise(&mut self.scars.boxcar.diameter_mm, 2.0);
+        raise(&mut self.scars.rolling.diameter_mm, 2.0);
+        raise(&mut self.erythema.diameter_mm, 2.0);
+        self
+    }
+
     /// [`PhantomSpec::hemoglobin_direction`] at unit length.
     pub fn hemoglobin_unit(&self) -> [f64; 3] {
         let d = self.hemoglobin_direction;
