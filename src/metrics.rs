@@ -7,7 +7,7 @@
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{SkinMaps, srgb_to_linear};
+use crate::model::{SkinMaps, optical_density, srgb_to_linear};
 use crate::regions::RegionMask;
 
 /// Constitutive skin tone in CIELAB (D65) and the Individual Typology Angle, measured on the
@@ -280,30 +280,40 @@ pub fn measure_region(
     let candidates = threshold(energy, &mask, settings.scar_threshold.max(2.0 * r_sigma));
     let leak = ChromophoreLeak::fit(maps, &mask);
     // A dark floor: deep enough, and not the chromophore leak (see [`ChromophoreLeak`]).
-    let is_floor =
-        |p: (usize, usize)| scar_response[p] > floor && leak.explained(p) <= LEAK_MAX_EXPLAINED;
+    let is_floor = |p: (usize, usize)| {
+        scar_response[p] > floor && leak.explained(p) <= LEAK_MAX_EXPLAINED && leak.grey(p)
+    };
+    // A relief dipole: a lit wall next to a shadowed one, the shadowed wall relief too (a
+    // flat-topped erythema patch that leaks into the shading rings itself with a band-pass
+    // undershoot a quarter as deep).
+    let relief_dipole = |pixels: &[(usize, usize)]| {
+        let (lo, hi) = pixels.iter().fold((f32::MAX, f32::MIN), |(lo, hi), &p| {
+            (lo.min(scar_response[p]), hi.max(scar_response[p]))
+        });
+        let (dark, bright) = (hi - r_median, r_median - lo);
+        let shadow_is_relief = pixels
+            .iter()
+            .max_by(|p, q| scar_response[**p].total_cmp(&scar_response[**q]))
+            .is_none_or(|&p| leak.explained(p) <= LEAK_MAX_EXPLAINED && leak.grey(p));
+        bright > wall
+            && dark > wall
+            && bright >= settings.scar_wall_ratio * dark
+            && shadow_is_relief
+    };
+    // A further lesion inside a candidate holds a dipole of its own: its shadowed wall is a
+    // peak of the shading band, not the flank of a scar beside it.
+    let floor_reach = (SCAR_FLOOR_REACH_MM * px_per_mm).ceil() as usize;
+    let own_dipole = |pixels: &[(usize, usize)]| {
+        relief_dipole(pixels)
+            && pixels
+                .iter()
+                .max_by(|p, q| scar_response[**p].total_cmp(&scar_response[**q]))
+                .is_some_and(|&p| disk_max(scar_response, p, floor_reach) <= scar_response[p])
+    };
     let scar_candidates: Vec<Blob> = components(&candidates)
         .into_iter()
         .filter(|b| b.len() as f64 >= min_scar_px)
-        .filter(|b| {
-            let (lo, hi) = b.pixels.iter().fold((f32::MAX, f32::MIN), |(lo, hi), &p| {
-                (lo.min(scar_response[p]), hi.max(scar_response[p]))
-            });
-            let (dark, bright) = (hi - r_median, r_median - lo);
-            let floor_or_wall = b.pixels.iter().any(|&p| is_floor(p));
-            // The shadowed wall must be relief too: a flat-topped erythema patch that leaks
-            // into the shading rings itself with a band-pass undershoot a quarter as deep.
-            let shadow_is_relief = b
-                .pixels
-                .iter()
-                .max_by(|p, q| scar_response[**p].total_cmp(&scar_response[**q]))
-                .is_none_or(|&p| leak.explained(p) <= LEAK_MAX_EXPLAINED);
-            let relief_dipole = bright > wall
-                && dark > wall
-                && bright >= settings.scar_wall_ratio * dark
-                && shadow_is_relief;
-            floor_or_wall || relief_dipole
-        })
+        .filter(|b| b.pixels.iter().any(|&p| is_floor(p)) || relief_dipole(&b.pixels))
         .filter(|b| {
             !peak_on_boundary(
                 b,
@@ -317,7 +327,17 @@ pub fn measure_region(
     let mut taken = Array2::from_elem(mask.dim(), false);
     let mut scars: Vec<Blob> = scar_candidates
         .iter()
-        .flat_map(|b| split_scars(b, energy, &is_floor, &mask, &mut taken, px_per_mm))
+        .flat_map(|b| {
+            split_scars(
+                b,
+                energy,
+                &is_floor,
+                &own_dipole,
+                &mask,
+                &mut taken,
+                px_per_mm,
+            )
+        })
         .filter(|b| b.len() as f64 >= min_scar_px)
         .collect();
     let mut exclusion = paint(&scars, mask.dim());
@@ -583,6 +603,9 @@ pub mod severity {
     }
 }
 
+/// A working-scale pixel `(y, x)`.
+type Pixel = (usize, usize);
+
 /// A connected set of working-scale pixels `(y, x)`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Blob {
@@ -609,22 +632,29 @@ const SCAR_REACH_MM: f64 = 6.0;
 /// energy's window (0.8 mm), so the floor is the one that made that maximum.
 const SCAR_FLOOR_REACH_MM: f64 = 1.0;
 
+/// How far from a further energy maximum its own relief dipole is looked for, mm: the walls of
+/// a rolling scar (up to ~5 mm across) lie within about its radius of the energy between them.
+const SCAR_DIPOLE_REACH_MM: f64 = 2.0;
+
 /// The scars inside one accepted candidate, each the extent at half its peak `scar_energy`.
 ///
 /// The first grows from the candidate's energy maximum. A candidate can also hold a second
 /// lesion close by (an icepick beside a boxcar scar, joined by the low candidate threshold):
 /// every further energy maximum that is not on the slope of an extent already taken (not
 /// next to it) is a scar of its own when it has its own dark floor (a pixel where `is_floor`
-/// holds within [`SCAR_FLOOR_REACH_MM`] of it); the second lobe of a relief dipole has no
-/// such floor and is not counted twice. The floor must be the maximum's own: the half-max
-/// extent of a faint maximum on a scar's periphery can be wide (half of a small energy) and
-/// reach the floor of the deeper scar beside it, which counted that scar twice (9–10 scars
-/// for 7 on clean 5 px/mm phantoms). Slopes and rejected maxima are marked taken without
-/// being counted.
+/// holds within [`SCAR_FLOOR_REACH_MM`] of it) or its own relief dipole (`own_dipole` holds
+/// on the pixels of its extent within [`SCAR_DIPOLE_REACH_MM`] that no scar has taken: a
+/// shallow rolling scar beside a boxcar has no floor, and was lost). The second lobe of a
+/// relief dipole has neither, its shadowed partner being taken, and is not counted twice.
+/// The floor must be the maximum's own: the half-max extent of a faint maximum on a scar's
+/// periphery can be wide (half of a small energy) and reach the floor of the deeper scar
+/// beside it, which counted that scar twice (9–10 scars for 7 on clean 5 px/mm phantoms).
+/// Slopes and rejected maxima are marked taken without being counted.
 fn split_scars(
     candidate: &Blob,
     energy: ndarray::ArrayView2<'_, f32>,
     is_floor: &dyn Fn((usize, usize)) -> bool,
+    relief_dipole: &dyn Fn(&[Pixel]) -> bool,
     mask: &Array2<bool>,
     taken: &mut Array2<bool>,
     px_per_mm: f64,
@@ -632,6 +662,7 @@ fn split_scars(
     let (h, w) = mask.dim();
     let reach = (SCAR_REACH_MM * px_per_mm).ceil() as usize;
     let floor_reach = SCAR_FLOOR_REACH_MM * px_per_mm;
+    let dipole_reach = SCAR_DIPOLE_REACH_MM * px_per_mm;
     let inside: std::collections::HashSet<(usize, usize)> =
         candidate.pixels.iter().copied().collect();
     let mut order = candidate.pixels.clone();
@@ -648,16 +679,29 @@ fn split_scars(
         // below the candidate threshold, and must not flood the texture around it) but may
         // overlap another scar's: the area is measured on their union.
         let extent = grow_at_half_max(seed, energy, |p| mask[p] && inside.contains(&p), reach);
-        let near = |(y, x): (usize, usize)| {
+        let within = |(y, x): (usize, usize), reach: f64| {
             let (dy, dx) = (y as f64 - sy as f64, x as f64 - sx as f64);
-            dy * dy + dx * dx <= floor_reach * floor_reach
+            dy * dy + dx * dx <= reach * reach
         };
-        let own_floor = extent.pixels.iter().any(|&p| near(p) && is_floor(p));
+        let own_floor = extent
+            .pixels
+            .iter()
+            .any(|&p| within(p, floor_reach) && is_floor(p));
+        let own_dipole = || {
+            let own: Vec<(usize, usize)> = extent
+                .pixels
+                .iter()
+                .copied()
+                .filter(|&p| !taken[p] && within(p, dipole_reach))
+                .collect();
+            relief_dipole(&own)
+        };
+        let counted = scars.is_empty() || (!on_slope && (own_floor || own_dipole()));
         for &p in &extent.pixels {
             taken[p] = true;
         }
         taken[seed] = true;
-        if scars.is_empty() || (!on_slope && own_floor) {
+        if counted {
             scars.push(extent);
         }
     }
@@ -773,6 +817,22 @@ const LEAK_MAX: f64 = 0.3;
 /// independent renderer's erythema floors were 0.87–1.5 explained.
 const LEAK_MAX_EXPLAINED: f64 = 0.5;
 
+/// Relief is grey: a depression's floor or shadowed wall darkens every channel's optical
+/// density alike (the shading column of the model is (1, 1, 1)), so there the scar band-pass
+/// of the red and green densities (their mean) must lie within this factor of the Tsumura
+/// shading's, either way (see [`ChromophoreLeak::grey`]).
+///
+/// Why: the Tsumura shading row weighs blue heavily (1.19, 0.90, −1.09 on R, G, B), and blue
+/// is the channel that JPEG's chroma rounding and 4:2:0 subsampling move on their own, and
+/// the noisiest on pigmented skin. At q85 that left scar-deep dips in `scar_response` that red
+/// and green did not share (mean ≤ 0.1 of the shading's), and dips at macule edges where red
+/// and green darkened 3–7× more than the shading (chroma blurred across a melanin edge):
+/// light, tan and brown phantoms at q85 counted 42 scars too many over 24 photos, 3 with the
+/// test. True scars read 0.85–1.15 clean and 0.7–1.4 under JPEG, and none was lost on the
+/// seed 7–9 phantom sets. The red and green channels are the bright, low-noise ones on every
+/// tone, and the comparison is made on the same 2.5-px/mm band as the leak fit.
+const GREY_MIN_FRACTION: f32 = 0.5;
+
 /// How much of the region's melanin and hemoglobin the Tsumura shading still holds, and where.
 ///
 /// Why: the model splits optical density along fixed melanin and hemoglobin vectors. When a
@@ -794,25 +854,25 @@ struct ChromophoreLeak<'a> {
     bands: &'a LeakBands,
 }
 
-/// The melanin, hemoglobin and shading maps box-downsampled to [`LEAK_PX_PER_MM`] and
-/// band-passed like `scar_response` (σ 0.4/2 mm): what [`ChromophoreLeak`] is fitted on. The
-/// same for every region of a photo, so [`SkinMaps::leak_bands`] computes them once.
+/// The melanin, hemoglobin and shading maps, and the red and green optical densities,
+/// box-downsampled to [`LEAK_PX_PER_MM`] and band-passed like `scar_response` (σ 0.4/2 mm):
+/// what [`ChromophoreLeak`] is fitted on and tests relief with. The same for every region of a
+/// photo, so [`SkinMaps::leak_bands`] computes them once.
 #[derive(Debug, Clone)]
 pub(crate) struct LeakBands {
     factor: usize,
     melanin: Array2<f32>,
     hemoglobin: Array2<f32>,
     shading: Array2<f32>,
+    red: Array2<f32>,
+    green: Array2<f32>,
 }
 
 impl LeakBands {
     pub(crate) fn compute(maps: &SkinMaps) -> LeakBands {
         let factor = ((maps.px_per_mm / LEAK_PX_PER_MM).round() as usize).max(1);
         let scale_px = maps.px_per_mm / factor as f64;
-        let band = |name: &str| {
-            let map = maps
-                .channel(name)
-                .unwrap_or_else(|| panic!("skin model manifest lacks channel {name}"));
+        let band_of = |map: ndarray::ArrayView2<'_, f32>| {
             let (h, w) = map.dim();
             let small = Array2::from_shape_fn(((h / factor).max(1), (w / factor).max(1)), |q| {
                 let (sum, n) =
@@ -822,12 +882,32 @@ impl LeakBands {
             smooth(small.view(), (0.4 * scale_px) as f32)
                 - smooth(small.view(), (2.0 * scale_px) as f32)
         };
+        let band = |name: &str| {
+            band_of(
+                maps.channel(name)
+                    .unwrap_or_else(|| panic!("skin model manifest lacks channel {name}")),
+            )
+        };
+        let (w, h) = maps.srgb.dimensions();
+        let density = |c: usize| {
+            Array2::from_shape_fn((h as usize, w as usize), |(y, x)| {
+                optical_density(maps.srgb.get_pixel(x as u32, y as u32).0[c])
+            })
+        };
         LeakBands {
             factor,
             melanin: band("melanin"),
             hemoglobin: band("hemoglobin"),
             shading: band("shading"),
+            red: band_of(density(0).view()),
+            green: band_of(density(1).view()),
         }
+    }
+
+    /// The low-resolution pixel that holds working pixel `(y, x)`.
+    fn cell(&self, (y, x): (usize, usize)) -> (usize, usize) {
+        let (h, w) = self.shading.dim();
+        ((y / self.factor).min(h - 1), (x / self.factor).min(w - 1))
     }
 }
 
@@ -877,15 +957,23 @@ impl<'a> ChromophoreLeak<'a> {
         }
     }
 
+    /// True when the shading band-pass at working pixel `p` is not a darkening, or is one the
+    /// red and green densities share within a factor [`GREY_MIN_FRACTION`]: relief.
+    fn grey(&self, p: (usize, usize)) -> bool {
+        let bands = self.bands;
+        let q = bands.cell(p);
+        let shading = bands.shading[q];
+        let red_green = 0.5 * (bands.red[q] + bands.green[q]);
+        shading <= 0.0
+            || (red_green >= GREY_MIN_FRACTION * shading
+                && GREY_MIN_FRACTION * red_green <= shading)
+    }
+
     /// The fraction of the shading band-pass at working pixel `p` that the leak explains; 0
     /// where the band-pass is not a darkening at this resolution.
-    fn explained(&self, (y, x): (usize, usize)) -> f64 {
+    fn explained(&self, p: (usize, usize)) -> f64 {
         let bands = self.bands;
-        let (hs, ws) = bands.shading.dim();
-        let q = (
-            (y / bands.factor).min(hs - 1),
-            (x / bands.factor).min(ws - 1),
-        );
+        let q = bands.cell(p);
         let shading = f64::from(bands.shading[q]);
         if shading <= 0.0 {
             return 0.0;

@@ -214,9 +214,7 @@ impl SkinMaps {
             let (w, h) = self.srgb.dimensions();
             Array2::from_shape_fn((h as usize, w as usize), |(y, x)| {
                 let p = self.srgb.get_pixel(x as u32, y as u32).0;
-                (0..3)
-                    .map(|c| -u[c] * srgb_to_linear(p[c]).clamp(1e-4, 1.0).ln())
-                    .sum()
+                (0..3).map(|c| u[c] * optical_density(p[c])).sum()
             })
         }))
     }
@@ -442,6 +440,12 @@ pub fn smooth_chromaticity(
         let norm = luma(c);
         image::Rgb(c.map(|v| linear_to_srgb((v / norm * l).max(0.0))))
     }))
+}
+
+/// Optical density `−ln(linear)` of an sRGB value, the linear value clipped to the model's
+/// range `[1e-4, 1]` (`graph.decomposition.clip_min`, `clip_max` of skin-v1).
+pub(crate) fn optical_density(srgb: f32) -> f32 {
+    -srgb_to_linear(srgb).clamp(1e-4, 1.0).ln()
 }
 
 /// sRGB decoding (IEC 61966-2-1).

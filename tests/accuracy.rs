@@ -84,6 +84,54 @@ fn scar_counts_within_15_percent() {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
+/// A rolling scar that shares its scar candidate with a boxcar scar beside it (seed 13: 2.7 mm
+/// apart) is a lesion of its own: it holds its own relief dipole, a lit and a shadowed wall
+/// whose shadowed peak is not the boxcar's flank. Further lesions in a candidate used to count
+/// only with a dark floor, which shallow rolling scars lack: every tone counted 6 of 7.
+#[test]
+fn a_rolling_scar_beside_a_boxcar_is_counted() {
+    let mut a = analyzer();
+    let mut failures = Vec::new();
+    for tone in TonePreset::ALL {
+        let c = compare(&mut a, &spec(tone, 13), tone.name()).unwrap();
+        if c.scar_count().error() != 0.0 {
+            failures.push(format!("{}: scars {:?}", tone.name(), c.scar_count()));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// JPEG's chroma rounding and 4:2:0 subsampling move the blue channel alone, and the Tsumura
+/// shading leans on blue: at q85 they left scar-deep, scar-sized dips in `scar_response`,
+/// most at macule edges. Relief darkens every channel alike, so a dip the red and green
+/// densities do not share is not counted (`GREY_MIN_FRACTION` in `src/metrics.rs`). Before,
+/// these 24 photos counted 51 scars too many (up to 11 for 7); the tolerance is the issue's
+/// 15% (at most one extra for 7). Scars lost under JPEG are a known gap, so only extra scars
+/// are judged here.
+#[test]
+fn jpeg_chroma_is_not_relief() {
+    let mut a = analyzer();
+    let mut failures = Vec::new();
+    for tone in [TonePreset::Light, TonePreset::Tan, TonePreset::Brown] {
+        for seed in [11, 12, 13, 14] {
+            for px_per_mm in [5.0, 10.0] {
+                let mut s = spec(tone, seed).at_px_per_mm(px_per_mm);
+                s.nuisances.jpeg_quality = Some(85);
+                let c = compare(&mut a, &s, "jpeg q85").unwrap();
+                let scars = c.scar_count();
+                // Scar count error ≤ 15%, on the high side.
+                if scars.measured > scars.truth * 1.15 {
+                    failures.push(format!(
+                        "{} seed {seed} @{px_per_mm}: scars {scars:?}",
+                        tone.name()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
 /// Large, dark pores are pores and icepick scars are scars. The pores here are up to 0.45 mm
 /// and 55% darker, as dark at pore scale as a shallow icepick, and many pass the scar tests;
 /// the region's own pores tell them apart (`PIT_PORE_FACTOR` in `src/metrics.rs`). Before that
