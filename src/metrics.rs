@@ -280,13 +280,13 @@ pub fn measure_region(
     let candidates = threshold(energy, &mask, settings.scar_threshold.max(2.0 * r_sigma));
     let leak = ChromophoreLeak::fit(maps, &mask);
     // A dark floor: deep enough, and not the chromophore leak (see [`ChromophoreLeak`]).
-    let is_floor = |p: (usize, usize)| {
+    let is_floor = |p: Pixel| {
         scar_response[p] > floor && leak.explained(p) <= LEAK_MAX_EXPLAINED && leak.grey(p)
     };
     // A relief dipole: a lit wall next to a shadowed one, the shadowed wall relief too (a
     // flat-topped erythema patch that leaks into the shading rings itself with a band-pass
     // undershoot a quarter as deep).
-    let relief_dipole = |pixels: &[(usize, usize)]| {
+    let relief_dipole = |pixels: &[Pixel]| {
         let (lo, hi) = pixels.iter().fold((f32::MAX, f32::MIN), |(lo, hi), &p| {
             (lo.min(scar_response[p]), hi.max(scar_response[p]))
         });
@@ -303,7 +303,7 @@ pub fn measure_region(
     // A further lesion inside a candidate holds a dipole of its own: its shadowed wall is a
     // peak of the shading band, not the flank of a scar beside it.
     let floor_reach = (SCAR_FLOOR_REACH_MM * px_per_mm).ceil() as usize;
-    let own_dipole = |pixels: &[(usize, usize)]| {
+    let own_dipole = |pixels: &[Pixel]| {
         relief_dipole(pixels)
             && pixels
                 .iter()
@@ -653,7 +653,7 @@ const SCAR_DIPOLE_REACH_MM: f64 = 2.0;
 fn split_scars(
     candidate: &Blob,
     energy: ndarray::ArrayView2<'_, f32>,
-    is_floor: &dyn Fn((usize, usize)) -> bool,
+    is_floor: &dyn Fn(Pixel) -> bool,
     relief_dipole: &dyn Fn(&[Pixel]) -> bool,
     mask: &Array2<bool>,
     taken: &mut Array2<bool>,
@@ -679,7 +679,7 @@ fn split_scars(
         // below the candidate threshold, and must not flood the texture around it) but may
         // overlap another scar's: the area is measured on their union.
         let extent = grow_at_half_max(seed, energy, |p| mask[p] && inside.contains(&p), reach);
-        let within = |(y, x): (usize, usize), reach: f64| {
+        let within = |(y, x): Pixel, reach: f64| {
             let (dy, dx) = (y as f64 - sy as f64, x as f64 - sx as f64);
             dy * dy + dx * dx <= reach * reach
         };
@@ -688,7 +688,7 @@ fn split_scars(
             .iter()
             .any(|&p| within(p, floor_reach) && is_floor(p));
         let own_dipole = || {
-            let own: Vec<(usize, usize)> = extent
+            let own: Vec<Pixel> = extent
                 .pixels
                 .iter()
                 .copied()
@@ -905,7 +905,7 @@ impl LeakBands {
     }
 
     /// The low-resolution pixel that holds working pixel `(y, x)`.
-    fn cell(&self, (y, x): (usize, usize)) -> (usize, usize) {
+    fn cell(&self, (y, x): Pixel) -> Pixel {
         let (h, w) = self.shading.dim();
         ((y / self.factor).min(h - 1), (x / self.factor).min(w - 1))
     }
@@ -959,7 +959,7 @@ impl<'a> ChromophoreLeak<'a> {
 
     /// True when the shading band-pass at working pixel `p` is not a darkening, or is one the
     /// red and green densities share within a factor [`GREY_MIN_FRACTION`]: relief.
-    fn grey(&self, p: (usize, usize)) -> bool {
+    fn grey(&self, p: Pixel) -> bool {
         let bands = self.bands;
         let q = bands.cell(p);
         let shading = bands.shading[q];
@@ -971,7 +971,7 @@ impl<'a> ChromophoreLeak<'a> {
 
     /// The fraction of the shading band-pass at working pixel `p` that the leak explains; 0
     /// where the band-pass is not a darkening at this resolution.
-    fn explained(&self, p: (usize, usize)) -> f64 {
+    fn explained(&self, p: Pixel) -> f64 {
         let bands = self.bands;
         let q = bands.cell(p);
         let shading = f64::from(bands.shading[q]);
