@@ -984,13 +984,16 @@ impl<'a> ChromophoreLeak<'a> {
 
 /// Smallest pore counted, in source pixels across (its half-max extent). A pore of 1.5–2
 /// source pixels can measure less than 1.5 at half maximum once resampled to the working
-/// scale, so the former limit of 1.5 dropped 15–20% of the pores of 5 px/mm phantoms
-/// (0.30–0.40 mm pores); at 1.3 they are all found. At 10 px/mm the limit moves from 0.15 to
-/// 0.13 mm, which changed no count on the seed 7–9 phantom sets. Lower is not better on real
-/// portraits (≈3.5 px/mm): there the pores it adds are at the resolution limit and flicker
-/// under re-capture (the portrait noise floor of pore counts rose from 16 to 24; it fell back
-/// to 16 once split scars stopped being counted twice).
-const PORE_MIN_SOURCE_PX: f64 = 1.3;
+/// scale, so a limit of 1.5 dropped 15–20% of the pores of 5 px/mm phantoms (0.30–0.40 mm
+/// pores); 1.3 found them all. Pores narrower than a source pixel are still drawn by it (a
+/// 0.15-mm pore 40% darker darkens one 5-px/mm pixel by ~10%), and the independent renderer's
+/// 0.12–0.25-mm pores at 5 px/mm were missed at 1.3: 1.0 finds 91% of its pores there (85% at
+/// 1.3; pore-count failures 23 → 16 of 45 images), leaves the seed 7–9 phantom sets as they
+/// were, and on real portraits (≈3.5 px/mm, where such pores sit at the resolution limit)
+/// moved the pore-count noise floor from 16.3 to 15 (leave-one-out false alarms 13 → 12 of 78).
+/// When split scars were still counted twice, a lower limit had widened that floor (16 → 24);
+/// below one source pixel there is no size to measure.
+const PORE_MIN_SOURCE_PX: f64 = 1.0;
 
 /// How many times the `*_excess` smoothing may be doubled (0.3 → 0.6 → 1.2 mm by default)
 /// when a photo is too noisy for the finest.
