@@ -872,25 +872,25 @@ impl LeakBands {
     pub(crate) fn compute(maps: &SkinMaps) -> LeakBands {
         let factor = ((maps.px_per_mm / LEAK_PX_PER_MM).round() as usize).max(1);
         let scale_px = maps.px_per_mm / factor as f64;
-        let band_of = |map: ndarray::ArrayView2<'_, f32>| {
-            let (h, w) = map.dim();
+        // Box-downsampled from `value` on the fly: no full-resolution copy of any map.
+        let band_of = |(h, w): (usize, usize), value: &dyn Fn(Pixel) -> f32| {
             let small = Array2::from_shape_fn(((h / factor).max(1), (w / factor).max(1)), |q| {
-                let (sum, n) =
-                    block(q, factor, (h, w)).fold((0f32, 0usize), |(s, n), p| (s + map[p], n + 1));
+                let (sum, n) = block(q, factor, (h, w))
+                    .fold((0f32, 0usize), |(s, n), p| (s + value(p), n + 1));
                 sum / n.max(1) as f32
             });
             smooth(small.view(), (0.4 * scale_px) as f32)
                 - smooth(small.view(), (2.0 * scale_px) as f32)
         };
         let band = |name: &str| {
-            band_of(
-                maps.channel(name)
-                    .unwrap_or_else(|| panic!("skin model manifest lacks channel {name}")),
-            )
+            let map = maps
+                .channel(name)
+                .unwrap_or_else(|| panic!("skin model manifest lacks channel {name}"));
+            band_of(map.dim(), &|p| map[p])
         };
         let (w, h) = maps.srgb.dimensions();
         let density = |c: usize| {
-            Array2::from_shape_fn((h as usize, w as usize), |(y, x)| {
+            band_of((h as usize, w as usize), &|(y, x)| {
                 optical_density(maps.srgb.get_pixel(x as u32, y as u32).0[c])
             })
         };
@@ -899,8 +899,8 @@ impl LeakBands {
             melanin: band("melanin"),
             hemoglobin: band("hemoglobin"),
             shading: band("shading"),
-            red: band_of(density(0).view()),
-            green: band_of(density(1).view()),
+            red: density(0),
+            green: density(1),
         }
     }
 
