@@ -400,6 +400,42 @@ fn noise_limited_photos_keep_macules_and_erythema() {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
+/// Mottled dark skin: a melanin texture of σ 0.2 (3.7% of the dark tone's 5.4) on a 1–2.5-mm
+/// grain, and macules of excess 1.2–1.8, only 6–9 times the mottle. The texture sets the
+/// melanin map's spread there, not noise: a threshold of median + 5σ̂ weighted the macules
+/// down, and the texture riding on a macule raised its highest pixel, so its half-maximum
+/// extent cut into it or split it (before: 1.46 and 1.33% for 2.07 and 2.15%; now 1.95 and
+/// 1.99%). Pigmented area error ≤ 2 percentage points and 20%, and every macule found once.
+/// (At excess 1.0–1.5 the 4σ̂ floor of the threshold leaves seed 12's faintest macule
+/// part-weighted: 1.67% for 2.15%.)
+#[test]
+fn mottled_dark_skin_keeps_its_macules_whole() {
+    let mut a = analyzer();
+    let mut failures = Vec::new();
+    for seed in SEEDS {
+        let mut s = spec(TonePreset::Dark, seed);
+        s.texture.melanin_std = 0.2;
+        s.texture.scale_mm = 2.5;
+        s.pigment.melanin_excess = [1.2, 1.8];
+        let c = compare(&mut a, &s, "mottled").unwrap();
+        // Here 2 points is most of the truth (about 2%), so the area must also be within 20%.
+        let area = c.pigment_area_pct();
+        if area.error().abs() > 2.0 || area.relative_error() > 0.20 {
+            failures.push(format!(
+                "seed {seed}: pigment area {:?}",
+                c.pigment_area_pct()
+            ));
+        }
+        if c.pigment_count().error() != 0.0 {
+            failures.push(format!(
+                "seed {seed}: pigment spots {:?}",
+                c.pigment_count()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
 /// Macules and erythema much wider than the model's chromophore background (a Gaussian of
 /// σ 3.2 mm, which rises under them). Known gap (issue 3 stays open): 10–15-mm macules
 /// measure about 4.0% for 5.4% (−26%) and 12–20-mm erythema 2.4% for 4.6% (−47%), often as
