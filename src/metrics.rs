@@ -1411,11 +1411,25 @@ fn mirrored_level(
     median: f32,
     min_px: usize,
 ) -> Option<f32> {
-    let (h, w) = mask.dim();
+    // Work inside the bounding box of the pixels below the median, which is all a region
+    // mask of a face photo needs.
+    let below = |y: usize, x: usize| mask[[y, x]] && map[[y, x]] < median;
+    let (mut y0, mut x0, mut y1, mut x1) = (usize::MAX, usize::MAX, 0, 0);
+    for ((y, x), _) in mask.indexed_iter().filter(|((y, x), _)| below(*y, *x)) {
+        (y0, x0, y1, x1) = (y0.min(y), x0.min(x), y1.max(y), x1.max(x));
+    }
+    if y0 > y1 {
+        return None;
+    }
+    let (h, w) = (y1 - y0 + 1, x1 - x0 + 1);
+    let at = |i: usize| (y0 + i / w, x0 + i % w);
     let mut order: Vec<usize> = (0..h * w)
-        .filter(|&i| mask[[i / w, i % w]] && map[[i / w, i % w]] < median)
+        .filter(|&i| {
+            let (y, x) = at(i);
+            below(y, x)
+        })
         .collect();
-    order.sort_unstable_by(|&a, &b| map[[a / w, a % w]].total_cmp(&map[[b / w, b % w]]));
+    order.sort_unstable_by(|&a, &b| map[at(a)].total_cmp(&map[at(b)]));
     const NONE: u32 = u32::MAX;
     let mut parent = vec![NONE; h * w];
     let mut size = vec![0u32; h * w];
@@ -1447,7 +1461,7 @@ fn mirrored_level(
             }
         }
         if size[root(&mut parent, i)] >= min_px {
-            return Some(median - map[[y, x]]);
+            return Some(median - map[at(i)]);
         }
     }
     None
