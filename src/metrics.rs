@@ -459,7 +459,8 @@ pub fn measure_region(
         let mut previous_t = f32::INFINITY;
         for step in 0..=PATCH_SCALE_STEPS {
             let map = smooth(raw, sigma_px * (1u16 << step) as f32);
-            let noise_t = adaptive(map.view(), t);
+            let (median, sigma) = robust_stats(map.view(), &mask);
+            let noise_t = t.max(median + settings.noise_k * sigma);
             if noise_t * PATCH_SCALE_GAIN > previous_t {
                 break;
             }
@@ -468,6 +469,7 @@ pub fn measure_region(
                 mottled_threshold(
                     map.view(),
                     &mask,
+                    (median, sigma),
                     t,
                     settings.noise_k,
                     min_patch_px(min_area_mm2),
@@ -1267,7 +1269,7 @@ const PATCH_PEAK_MIN_FRACTION: f32 = 0.5;
 /// at most after the third.
 const PATCH_EXTENT_ROUNDS: usize = 4;
 
-/// The extent of a pigment or erythema patch: connected to its peak, at half of the patch's
+/// The extent of a mottled (melanin) patch: connected to its peak, at half of the patch's
 /// peak read under a smoothing of half its equivalent radius (at most
 /// [`PATCH_PEAK_SMOOTHING_MM`]), found by a few rounds of fixed-point iteration started
 /// from the largest smoothing. The level stays at or above half the detection threshold
@@ -1371,8 +1373,8 @@ const PATCH_MIN_K: f32 = 4.0;
 /// keeps the bright ones below the threshold in most photos rather than half of them.
 const PATCH_MIRROR_MARGIN: f32 = 1.25;
 
-/// The detection threshold of a mottled patch map (melanin; see [`PatchChannel::mottled`]):
-/// `median + k·σ̂` as for every map, lowered to the mirrored level × [`PATCH_MIRROR_MARGIN`]
+/// The detection threshold of a mottled patch map (melanin; see [`PatchChannel::mottled`]),
+/// given the map's [`robust_stats`] in the region: `median + k·σ̂` as for every map, lowered to the mirrored level × [`PATCH_MIRROR_MARGIN`]
 /// where that is lower, but not below `median + PATCH_MIN_K·σ̂` nor below the fixed
 /// threshold `t`.
 ///
@@ -1386,11 +1388,11 @@ const PATCH_MIRROR_MARGIN: f32 = 1.25;
 fn mottled_threshold(
     map: ndarray::ArrayView2<'_, f32>,
     mask: &Array2<bool>,
+    (median, sigma): (f32, f32),
     t: f32,
     noise_k: f32,
     min_px: usize,
 ) -> f32 {
-    let (median, sigma) = robust_stats(map, mask);
     let k_sigma = match mirrored_level(map, mask, median, min_px) {
         Some(level) => (noise_k * sigma)
             .min(PATCH_MIRROR_MARGIN * level)
