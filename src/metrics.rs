@@ -1083,10 +1083,11 @@ fn confirmed_by_shading(
     ring_px: usize,
 ) -> bool {
     let (h, w) = mask.dim();
-    let (mut y0, mut x0, mut y1, mut x1) = (usize::MAX, usize::MAX, 0, 0);
+    let Some(((y0, x0), (y1, x1))) = bounding_box(blob.pixels.iter().copied()) else {
+        return true;
+    };
     let (mut inside, mut predicted) = (0f64, 0f64);
     for &(y, x) in &blob.pixels {
-        (y0, x0, y1, x1) = (y0.min(y), x0.min(x), y1.max(y), x1.max(x));
         inside += f64::from(shading[[y, x]]);
         predicted += f64::from(excess[[y, x]]);
     }
@@ -1313,15 +1314,25 @@ fn patch_extent(
     extent
 }
 
+/// The top-left and bottom-right pixels (inclusive) of the box around `pixels`; `None` when
+/// there are none.
+fn bounding_box(pixels: impl IntoIterator<Item = Pixel>) -> Option<(Pixel, Pixel)> {
+    pixels.into_iter().fold(None, |bounds, (y, x)| {
+        Some(match bounds {
+            None => ((y, x), (y, x)),
+            Some(((y0, x0), (y1, x1))) => ((y0.min(y), x0.min(x)), (y1.max(y), x1.max(x))),
+        })
+    })
+}
+
 /// The highest value over `blob` of `map` smoothed with a Gaussian of `sigma_px`, smoothing
 /// only a window around the blob.
 fn smoothed_peak(blob: &Blob, map: ndarray::ArrayView2<'_, f32>, sigma_px: f32) -> f32 {
     let (h, w) = map.dim();
     let margin = (3.0 * sigma_px).ceil() as usize + 1;
-    let (mut y0, mut x0, mut y1, mut x1) = (usize::MAX, usize::MAX, 0, 0);
-    for &(y, x) in &blob.pixels {
-        (y0, x0, y1, x1) = (y0.min(y), x0.min(x), y1.max(y), x1.max(x));
-    }
+    let Some(((y0, x0), (y1, x1))) = bounding_box(blob.pixels.iter().copied()) else {
+        return f32::MIN;
+    };
     let (y0, x0) = (y0.saturating_sub(margin), x0.saturating_sub(margin));
     let (y1, x1) = ((y1 + margin + 1).min(h), (x1 + margin + 1).min(w));
     let window = smooth(map.slice(ndarray::s![y0..y1, x0..x1]), sigma_px);
@@ -1374,9 +1385,9 @@ const PATCH_MIN_K: f32 = 4.0;
 const PATCH_MIRROR_MARGIN: f32 = 1.25;
 
 /// The detection threshold of a mottled patch map (melanin; see [`PatchChannel::mottled`]),
-/// given the map's [`robust_stats`] in the region: `median + k·σ̂` as for every map, lowered to the mirrored level × [`PATCH_MIRROR_MARGIN`]
-/// where that is lower, but not below `median + PATCH_MIN_K·σ̂` nor below the fixed
-/// threshold `t`.
+/// given the map's [`robust_stats`] in the region: `median + k·σ̂` as for every map,
+/// lowered to the mirrored level × [`PATCH_MIRROR_MARGIN`] where that is lower, but not
+/// below `median + PATCH_MIN_K·σ̂` nor below the fixed threshold `t`.
 ///
 /// Why: on darker skin the melanin map's spread is texture, not sensor noise. Skin mottling
 /// is a relative variation of the melanin density, so its absolute spread grows with the
@@ -1416,13 +1427,11 @@ fn mirrored_level(
     // Work inside the bounding box of the pixels below the median, which is all a region
     // mask of a face photo needs.
     let below = |y: usize, x: usize| mask[[y, x]] && map[[y, x]] < median;
-    let (mut y0, mut x0, mut y1, mut x1) = (usize::MAX, usize::MAX, 0, 0);
-    for ((y, x), _) in mask.indexed_iter().filter(|((y, x), _)| below(*y, *x)) {
-        (y0, x0, y1, x1) = (y0.min(y), x0.min(x), y1.max(y), x1.max(x));
-    }
-    if y0 > y1 {
-        return None;
-    }
+    let ((y0, x0), (y1, x1)) = bounding_box(
+        mask.indexed_iter()
+            .map(|(p, _)| p)
+            .filter(|&(y, x)| below(y, x)),
+    )?;
     let (h, w) = (y1 - y0 + 1, x1 - x0 + 1);
     let at = |i: usize| (y0 + i / w, x0 + i % w);
     let mut order: Vec<usize> = (0..h * w)
