@@ -451,14 +451,16 @@ pub fn measure_region(
     // (see [`PATCH_SCALE_GAIN`]); a coarser patch is kept only where no finer one lies.
     // Returns the finest smoothed map (for the contrast) and the patches.
     let min_patch_px = |min_area_mm2: f64| (min_area_mm2 / mm2_per_px).ceil() as usize;
-    let patches = |raw: ndarray::ArrayView2<'_, f32>, patch: PatchChannel| {
+    let patches = |name: &str, patch: PatchChannel| {
         let (t, min_area_mm2) = (patch.threshold, patch.min_area_mm2);
         let mut found: Vec<(Blob, f64)> = Vec::new();
         let mut covered = Array2::from_elem(mask.dim(), false);
-        let mut finest: Option<Array2<f32>> = None;
+        let mut finest: Option<std::sync::Arc<Array2<f32>>> = None;
         let mut previous_t = f32::INFINITY;
         for step in 0..=PATCH_SCALE_STEPS {
-            let map = smooth(raw, sigma_px * (1u16 << step) as f32);
+            let map = maps
+                .smoothed(name, sigma_px * (1u16 << step) as f32)
+                .unwrap_or_else(|| panic!("skin model manifest lacks channel {name}"));
             let (median, sigma) = robust_stats(map.view(), &mask);
             let noise_t = t.max(median + settings.noise_k * sigma);
             if noise_t * PATCH_SCALE_GAIN > previous_t {
@@ -495,7 +497,7 @@ pub fn measure_region(
         )
     };
     let (melanin_excess, pigment) = patches(
-        channel("melanin_excess"),
+        "melanin_excess",
         PatchChannel {
             threshold: settings.pigment_threshold,
             min_area_mm2: settings.pigment_min_area_mm2,
@@ -504,7 +506,7 @@ pub fn measure_region(
         },
     );
     let (hemoglobin_excess, redness) = patches(
-        channel("hemoglobin_excess"),
+        "hemoglobin_excess",
         PatchChannel {
             threshold: settings.redness_threshold,
             min_area_mm2: settings.redness_min_area_mm2,
@@ -1524,7 +1526,7 @@ fn merge_overlapping(blobs: Vec<(Blob, f64)>) -> Vec<(Blob, f64)> {
 }
 
 /// Gaussian smoothing of one map (imageproc's separable kernel, edges clamped).
-fn smooth(map: ndarray::ArrayView2<'_, f32>, sigma_px: f32) -> Array2<f32> {
+pub(crate) fn smooth(map: ndarray::ArrayView2<'_, f32>, sigma_px: f32) -> Array2<f32> {
     let (h, w) = map.dim();
     if sigma_px <= 0.0 {
         return map.to_owned();

@@ -148,6 +148,34 @@ pub struct SkinMaps {
     low_noise_map: std::sync::OnceLock<Array2<f32>>,
     /// Scar-band maps for the metrics' chromophore leak fit, computed on first use.
     leak_bands: std::sync::OnceLock<crate::metrics::LeakBands>,
+    /// Gaussian-smoothed channels the metrics asked for, computed on first use.
+    smoothed: SmoothedChannels,
+}
+
+/// Gaussian-smoothed channels by (channel index, σ in px), computed on first request and
+/// shared by a photo's regions.
+///
+/// Why: every region is measured on the maps of the whole crop, and the pigment and redness
+/// patch ladders smooth whole maps (up to three σ per channel). Done per region, those blurs
+/// took about 40% of a face's analysis (eight regions); the maps are the same for all of them.
+#[derive(Debug, Default)]
+struct SmoothedChannels(std::sync::Mutex<Vec<SmoothedChannel>>);
+
+type SmoothedChannel = ((usize, u32), std::sync::Arc<Array2<f32>>);
+
+impl Clone for SmoothedChannels {
+    fn clone(&self) -> SmoothedChannels {
+        SmoothedChannels(std::sync::Mutex::new(self.lock().clone()))
+    }
+}
+
+impl SmoothedChannels {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<SmoothedChannel>> {
+        // A panic while smoothing leaves only a shorter cache behind, never a wrong entry.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// The model's noise-weighted shading estimate `u · OD` (`graph.decomposition.pore_weights`)
@@ -221,6 +249,27 @@ impl SkinMaps {
 }
 
 impl SkinMaps {
+    /// One channel smoothed by a Gaussian of `sigma_px` working pixels (see
+    /// [`crate::metrics::smooth`]), computed once per photo and shared by its regions.
+    pub(crate) fn smoothed(
+        &self,
+        name: &str,
+        sigma_px: f32,
+    ) -> Option<std::sync::Arc<Array2<f32>>> {
+        let i = self.channels.iter().position(|c| c == name)?;
+        let key = (i, sigma_px.to_bits());
+        let mut cache = self.smoothed.lock();
+        if let Some((_, map)) = cache.iter().find(|(k, _)| *k == key) {
+            return Some(map.clone());
+        }
+        let map = std::sync::Arc::new(crate::metrics::smooth(
+            self.maps.index_axis(ndarray::Axis(0), i),
+            sigma_px,
+        ));
+        cache.push((key, map.clone()));
+        Some(map)
+    }
+
     /// The melanin, hemoglobin and shading scar-band maps the metrics fit the colour leak on,
     /// computed once per photo and shared by its regions (each fits its own coefficients).
     pub(crate) fn leak_bands(&self) -> &crate::metrics::LeakBands {
@@ -336,6 +385,7 @@ impl SkinModel {
             low_noise: LowNoiseShading::from_manifest(&self.manifest),
             low_noise_map: std::sync::OnceLock::new(),
             leak_bands: std::sync::OnceLock::new(),
+            smoothed: SmoothedChannels::default(),
         })
     }
 }
@@ -521,6 +571,46 @@ mod tests {
         let got: Vec<usize> = (-3..7).map(|i| mirror_index(i, 4)).collect();
         assert_eq!(got, vec![3, 2, 1, 0, 1, 2, 3, 2, 1, 0]);
         assert_eq!(mirror_index(-5, 1), 0);
+    }
+
+    #[test]
+    fn smoothed_channels_are_computed_once_and_equal_a_direct_blur() {
+        let maps = Array3::from_shape_fn((2, 30, 40), |(c, y, x)| {
+            ((c * 7 + y * 3 + x * x) % 11) as f32 / 11.0
+        });
+        let skin = SkinMaps {
+            maps: maps.clone(),
+            channels: vec!["a".into(), "b".into()],
+            px_per_mm: 10.0,
+            crop: (0, 0, 40, 30),
+            zoom: 1.0,
+            srgb: Rgb32FImage::new(40, 30),
+            low_noise: None,
+            low_noise_map: std::sync::OnceLock::new(),
+            leak_bands: std::sync::OnceLock::new(),
+            smoothed: SmoothedChannels::default(),
+        };
+        let first = skin.smoothed("b", 2.5).unwrap();
+        let direct = crate::metrics::smooth(maps.index_axis(ndarray::Axis(0), 1), 2.5);
+        assert_eq!(*first, direct);
+        assert!(std::sync::Arc::ptr_eq(
+            &first,
+            &skin.smoothed("b", 2.5).unwrap()
+        ));
+        // Another σ or channel is another map, and a clone keeps what was computed.
+        let wider = skin.smoothed("b", 5.0).unwrap();
+        assert!(!std::sync::Arc::ptr_eq(&first, &wider));
+        assert_ne!(*first, *wider);
+        let other = skin.smoothed("a", 2.5).unwrap();
+        assert_eq!(
+            *other,
+            crate::metrics::smooth(maps.index_axis(ndarray::Axis(0), 0), 2.5)
+        );
+        assert!(std::sync::Arc::ptr_eq(
+            &first,
+            &skin.clone().smoothed("b", 2.5).unwrap()
+        ));
+        assert!(skin.smoothed("c", 2.5).is_none());
     }
 
     #[test]
