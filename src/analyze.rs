@@ -138,6 +138,23 @@ fn assumed_scale(working_px_per_mm: f64) -> Scale {
     }
 }
 
+/// A note when the photo's own pixels, not the settings, set the smallest pore counted.
+///
+/// Why: resampling to the working scale adds no detail, so on a photo coarser than one pixel
+/// per `pore_min_diameter_mm` the pore count covers fewer pores (the bundled portraits, at
+/// ≈ 3.5 px/mm, count pores from 0.29 mm). Counts from photos at different scales are then
+/// not comparable, and the reader of one report should know it.
+fn resolution_note(settings: &MetricSettings, px_per_mm: f64) -> Option<String> {
+    let smallest = metrics::smallest_pore_mm(settings, px_per_mm);
+    (smallest > settings.pore_min_diameter_mm).then(|| {
+        format!(
+            "photo sampled at {px_per_mm:.2} px/mm: pores narrower than {smallest:.2} mm (one \
+             photo pixel) are below its resolution and not counted; compare pore counts only \
+             between photos of similar scale"
+        )
+    })
+}
+
 impl Analyzer {
     /// Validates the options, loads ONNX Runtime and the skin model.
     pub fn new(options: AnalyzeOptions) -> Result<Analyzer> {
@@ -349,6 +366,9 @@ impl Analyzer {
         let scale = analysis.regions.scale;
         let mut notes = analysis.regions.notes.clone();
         notes.extend(analysis.checked.quality.notes.iter().cloned());
+        if let Some(note) = resolution_note(&self.options.metrics, scale.px_per_mm) {
+            notes.push(note);
+        }
         let mm2_per_px = 1.0 / (scale.px_per_mm * scale.px_per_mm);
         let regions = analysis
             .regions

@@ -344,10 +344,7 @@ pub fn measure_region(
 
     // A pore narrower than about one source pixel cannot be told from noise, whatever the
     // working scale: upsampling adds no detail.
-    let source_px_per_mm = px_per_mm / maps.zoom;
-    let pore_min_mm = settings
-        .pore_min_diameter_mm
-        .max(PORE_MIN_SOURCE_PX / source_px_per_mm);
+    let pore_min_mm = smallest_pore_mm(settings, px_per_mm / maps.zoom);
     let pore_response = channel("pore_response");
     let (min_pore, max_pore) = (
         disk_area_px(pore_min_mm, px_per_mm),
@@ -1038,6 +1035,14 @@ impl<'a> ChromophoreLeak<'a> {
 /// When split scars were still counted twice, a lower limit had widened that floor (16 → 24);
 /// below one source pixel there is no size to measure.
 const PORE_MIN_SOURCE_PX: f64 = 1.0;
+
+/// Smallest pore diameter counted on a photo sampled at `source_px_per_mm`, mm: the setting,
+/// or one photo pixel where that is wider (see [`PORE_MIN_SOURCE_PX`]).
+pub fn smallest_pore_mm(settings: &MetricSettings, source_px_per_mm: f64) -> f64 {
+    settings
+        .pore_min_diameter_mm
+        .max(PORE_MIN_SOURCE_PX / source_px_per_mm)
+}
 
 /// How many times the `*_excess` smoothing may be doubled (0.3 → 0.6 → 1.2 mm by default)
 /// when a photo is too noisy for the finest.

@@ -187,6 +187,12 @@ fn analyze_writes_the_pinned_document() {
     let tone = whole.metrics.tone.as_ref().expect("tone measured");
     assert!(tone.ita_deg > 0.0 && tone.ita_deg < 90.0, "{tone:?}");
     assert!(!doc.quality.checks.is_empty());
+    // At 12.5 px/mm a pixel is the smallest pore counted (0.08 mm): no resolution note.
+    assert!(
+        !doc.notes.iter().any(|n| n.contains("below its resolution")),
+        "{:?}",
+        doc.notes
+    );
 }
 
 #[test]
@@ -421,6 +427,15 @@ fn face_regions_on_the_bundled_portrait() {
     }
     assert!(doc.face.is_some());
     assert!(doc.quality.checks.iter().any(|c| c.name == "face_yaw_deg"));
+    // The portrait's own pixel (≈ 0.29 mm) sets the smallest pore counted, and the report says so.
+    let smallest = format!("narrower than {:.2} mm", 1.0 / s);
+    assert!(
+        doc.notes
+            .iter()
+            .any(|n| n.contains(&smallest) && n.contains("below its resolution")),
+        "{smallest}: {:?}",
+        doc.notes
+    );
     let png = image::open(&overlay).unwrap();
     assert_eq!((png.width(), png.height()), (1350, 1350));
 }
