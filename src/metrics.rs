@@ -249,17 +249,21 @@ pub fn measure_region(
     if !region.visible {
         return (RegionMetrics::default(), None);
     }
-    let mask = working_mask(maps, region);
-    let n = mask.iter().filter(|&&m| m).count();
-    if n == 0 {
-        return (RegionMetrics::default(), None);
-    }
     let px_per_mm = maps.px_per_mm;
+    let full_mask = working_mask(maps, region);
+    let Some(window) = Window::around(&full_mask, window_margin_px(px_per_mm)) else {
+        return (RegionMetrics::default(), None);
+    };
+    let mask = window.cut(full_mask.view()).to_owned();
+    drop(full_mask);
+    let n = mask.iter().filter(|&&m| m).count();
     let mm2_per_px = 1.0 / (px_per_mm * px_per_mm);
     let area_mm2 = n as f64 * mm2_per_px;
     let channel = |name: &str| {
-        maps.channel(name)
-            .unwrap_or_else(|| panic!("skin model manifest lacks channel {name}"))
+        window.cut(
+            maps.channel(name)
+                .unwrap_or_else(|| panic!("skin model manifest lacks channel {name}")),
+        )
     };
 
     let adaptive = |map: ndarray::ArrayView2<'_, f32>, t: f32| {
@@ -278,7 +282,7 @@ pub fn measure_region(
     let wall = settings.scar_wall_threshold.max(RELIEF_LOBE_K * r_sigma);
     let min_scar_px = disk_area_px(settings.scar_min_diameter_mm, px_per_mm);
     let candidates = threshold(energy, &mask, settings.scar_threshold.max(2.0 * r_sigma));
-    let leak = ChromophoreLeak::fit(maps, &mask);
+    let leak = ChromophoreLeak::fit(maps, &mask, window.origin());
     // A dark floor: deep enough, and not the chromophore leak (see [`ChromophoreLeak`]).
     let is_floor = |p: Pixel| {
         scar_response[p] > floor && leak.explained(p) <= LEAK_MAX_EXPLAINED && leak.grey(p)
@@ -413,37 +417,38 @@ pub fn measure_region(
     // add its whole half-max extent at once, so re-photographing the same skin (exposure, JPEG,
     // a shifted noise estimate) made the area jump by whole patches. Macules well above the
     // threshold (all the phantoms' and any a clinician would point at) count fully.
-    let low_noise = maps.low_noise_shading();
+    let low_noise = maps.low_noise_shading().map(|s| window.cut(s.view()));
     let ring_px = (CONFIRM_RING_MM * px_per_mm).ceil() as usize;
-    let detect_patches = |map: &Array2<f32>, t: f32, min_area_mm2: f64, patch: &PatchChannel| {
-        components(&threshold(map.view(), &mask, t))
-            .into_iter()
-            .filter(|b| b.len() as f64 * mm2_per_px >= min_area_mm2)
-            .filter(|b| !peak_on_boundary(b, map.view(), &mask))
-            .map(|b| {
-                let peak = b
-                    .pixels
-                    .iter()
-                    .map(|&(y, x)| map[[y, x]])
-                    .fold(f32::MIN, f32::max);
-                let weight = f64::from(((peak - t) / (SOFT_MARGIN * t)).clamp(0.0, 1.0));
-                let extent = if patch.mottled {
-                    patch_extent(&b, map.view(), &mask, patch_reach, peak_smoothing_px, t)
-                } else {
-                    half_max_extent(&b, map.view(), &mask, patch_reach)
-                };
-                (extent, weight)
-            })
-            // Judged on the half-max extent: the thresholded core of a macule on noisy skin
-            // (high adaptive threshold) can be a small part of it, ringed by the macule itself.
-            .filter(|(b, _)| match (low_noise, patch.gain) {
-                (Some(shading), Some(gain)) => {
-                    confirmed_by_shading(b, map.view(), shading.view(), &mask, gain, ring_px)
-                }
-                _ => true,
-            })
-            .collect::<Vec<(Blob, f64)>>()
-    };
+    let detect_patches =
+        |map: ndarray::ArrayView2<'_, f32>, t: f32, min_area_mm2: f64, patch: &PatchChannel| {
+            components(&threshold(map, &mask, t))
+                .into_iter()
+                .filter(|b| b.len() as f64 * mm2_per_px >= min_area_mm2)
+                .filter(|b| !peak_on_boundary(b, map, &mask))
+                .map(|b| {
+                    let peak = b
+                        .pixels
+                        .iter()
+                        .map(|&(y, x)| map[[y, x]])
+                        .fold(f32::MIN, f32::max);
+                    let weight = f64::from(((peak - t) / (SOFT_MARGIN * t)).clamp(0.0, 1.0));
+                    let extent = if patch.mottled {
+                        patch_extent(&b, map, &mask, patch_reach, peak_smoothing_px, t)
+                    } else {
+                        half_max_extent(&b, map, &mask, patch_reach)
+                    };
+                    (extent, weight)
+                })
+                // Judged on the half-max extent: the thresholded core of a macule on noisy skin
+                // (high adaptive threshold) can be a small part of it, ringed by the macule itself.
+                .filter(|(b, _)| match (low_noise, patch.gain) {
+                    (Some(shading), Some(gain)) => {
+                        confirmed_by_shading(b, map, shading, &mask, gain, ring_px)
+                    }
+                    _ => true,
+                })
+                .collect::<Vec<(Blob, f64)>>()
+        };
     // Patches at the finest smoothing, then at coarser ones while the photo is noise-limited
     // (see [`PATCH_SCALE_GAIN`]); a coarser patch is kept only where no finer one lies.
     // Returns the finest smoothed map (for the contrast) and the patches.
@@ -455,10 +460,11 @@ pub fn measure_region(
         let mut finest: Option<std::sync::Arc<Array2<f32>>> = None;
         let mut previous_t = f32::INFINITY;
         for step in 0..=PATCH_SCALE_STEPS {
-            let map = maps
+            let smoothed = maps
                 .smoothed(name, sigma_px * (1u16 << step) as f32)
                 .unwrap_or_else(|| panic!("skin model manifest lacks channel {name}"));
-            let (median, sigma) = robust_stats(map.view(), &mask);
+            let map = window.cut(smoothed.view());
+            let (median, sigma) = robust_stats(map, &mask);
             let noise_t = t.max(median + settings.noise_k * sigma);
             if noise_t * PATCH_SCALE_GAIN > previous_t {
                 break;
@@ -466,7 +472,7 @@ pub fn measure_region(
             previous_t = noise_t;
             let t_scale = if patch.mottled {
                 mottled_threshold(
-                    map.view(),
+                    map,
                     &mask,
                     (median, sigma),
                     t,
@@ -476,7 +482,7 @@ pub fn measure_region(
             } else {
                 noise_t
             };
-            let new: Vec<(Blob, f64)> = detect_patches(&map, t_scale, min_area_mm2, &patch)
+            let new: Vec<(Blob, f64)> = detect_patches(map, t_scale, min_area_mm2, &patch)
                 .into_iter()
                 .filter(|(b, _)| !b.pixels.iter().any(|&p| covered[p]))
                 .collect();
@@ -486,7 +492,7 @@ pub fn measure_region(
                 }
             }
             found.extend(new);
-            finest.get_or_insert(map);
+            finest.get_or_insert_with(|| smoothed.clone());
         }
         (
             finest.expect("the finest smoothing always runs"),
@@ -541,12 +547,12 @@ pub fn measure_region(
             / pores.len() as f64
     };
     let pigment_fraction = pigment_weighted;
-    let pigment_contrast = mean_over(&pigment, melanin_excess.view());
+    let pigment_contrast = mean_over(&pigment, window.cut(melanin_excess.view()));
     // Scar extents may overlap (a lesion beside another); the area is their union.
     let scar_mask = paint(&scars, mask.dim());
     let scar_fraction = scar_mask.iter().filter(|&&s| s).count() as f64 / n as f64;
     let red_fraction = redness_weighted;
-    let red_contrast = mean_over(&redness, hemoglobin_excess.view());
+    let red_contrast = mean_over(&redness, window.cut(hemoglobin_excess.view()));
     let hemoglobin = channel("hemoglobin");
     let erythema_index = mask
         .indexed_iter()
@@ -590,9 +596,79 @@ pub fn measure_region(
             area_fraction: red_fraction,
             severity: severity::patches(red_fraction, red_contrast),
         }),
-        tone: region_tone(maps, &mask, &findings, px_per_mm),
+        tone: region_tone(maps, &mask, window.origin(), &findings, px_per_mm),
+    };
+    let (_, h, w) = maps.maps.dim();
+    let embed = |local: Array2<bool>| window.embed(local, (h, w));
+    let detections = Detections {
+        pores: embed(detections.pores),
+        pigment: embed(detections.pigment),
+        scars: embed(detections.scars),
+        redness: embed(detections.redness),
     };
     (metrics, Some(detections))
+}
+
+/// The part of the working maps one region is measured on: the bounding box of its mask
+/// widened by [`window_margin_px`] and clipped to the maps.
+///
+/// Why: every region used to be measured over the whole crop (thresholds, connected
+/// components, masks), though a face region is a tenth of it or less. Every look-up the
+/// measurement makes outside the region's mask stays within the margin, so the results are
+/// those of the whole crop.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    y0: usize,
+    x0: usize,
+    y1: usize,
+    x1: usize,
+}
+
+impl Window {
+    /// The window around `mask`'s set pixels; `None` when none is set.
+    fn around(mask: &Array2<bool>, margin: usize) -> Option<Window> {
+        let (h, w) = mask.dim();
+        let ((y0, x0), (y1, x1)) =
+            bounding_box(mask.indexed_iter().filter(|(_, m)| **m).map(|(p, _)| p))?;
+        Some(Window {
+            y0: y0.saturating_sub(margin),
+            x0: x0.saturating_sub(margin),
+            y1: (y1 + margin + 1).min(h),
+            x1: (x1 + margin + 1).min(w),
+        })
+    }
+
+    /// The window's part of a whole-crop map.
+    fn cut<'a, T>(&self, map: ndarray::ArrayView2<'a, T>) -> ndarray::ArrayView2<'a, T> {
+        map.slice_move(ndarray::s![self.y0..self.y1, self.x0..self.x1])
+    }
+
+    /// The whole-crop pixel of the window's `(0, 0)`.
+    fn origin(&self) -> Pixel {
+        (self.y0, self.x0)
+    }
+
+    /// A window-sized mask placed in an empty whole-crop mask of size `dim`.
+    fn embed(&self, local: Array2<bool>, dim: (usize, usize)) -> Array2<bool> {
+        let mut whole = Array2::from_elem(dim, false);
+        whole
+            .slice_mut(ndarray::s![self.y0..self.y1, self.x0..self.x1])
+            .assign(&local);
+        whole
+    }
+}
+
+/// Margin of a region's [`Window`], working pixels: the farthest any measurement looks
+/// beyond the region's mask. The widest is [`smoothed_peak`]'s window, three σ of at most
+/// [`PATCH_PEAK_SMOOTHING_MM`] plus a pixel around a patch; the scar floor and relief
+/// look-ups ([`SCAR_FLOOR_REACH_MM`], [`RELIEF_PARTNER_MM`], [`PIT_REACH_MM`]) reach less,
+/// and every extent grows inside the mask.
+fn window_margin_px(px_per_mm: f64) -> usize {
+    let reach_mm = (3.0 * PATCH_PEAK_SMOOTHING_MM)
+        .max(SCAR_FLOOR_REACH_MM)
+        .max(RELIEF_PARTNER_MM)
+        .max(PIT_REACH_MM);
+    (reach_mm * px_per_mm).ceil() as usize + 2
 }
 
 /// How the patches of one chromophore excess map are found.
@@ -893,6 +969,8 @@ struct ChromophoreLeak<'a> {
     a: f64,
     b: f64,
     bands: &'a LeakBands,
+    /// The whole-crop pixel of the region window's `(0, 0)`: the bands cover the whole crop.
+    origin: Pixel,
 }
 
 /// The melanin, hemoglobin and shading maps, and the red and green optical densities,
@@ -963,15 +1041,29 @@ fn block(
 }
 
 impl<'a> ChromophoreLeak<'a> {
-    fn fit(maps: &'a SkinMaps, mask: &Array2<bool>) -> ChromophoreLeak<'a> {
+    /// Fits the leak over the cells mostly inside `mask`, a region window's mask whose
+    /// `(0, 0)` is whole-crop pixel `origin`.
+    fn fit(maps: &'a SkinMaps, mask: &Array2<bool>, origin: Pixel) -> ChromophoreLeak<'a> {
         let bands = maps.leak_bands();
         let f = bands.factor;
+        let (_, h, w) = maps.maps.dim();
+        let (oy, ox) = origin;
+        let (mh_px, mw_px) = mask.dim();
+        let in_mask = |(y, x): Pixel| {
+            (oy..oy + mh_px).contains(&y) && (ox..ox + mw_px).contains(&x) && mask[[y - oy, x - ox]]
+        };
+        // Only the cells that meet the window can hold mask pixels; they are visited in the
+        // same row-major order as over the whole crop, so the sums are the same.
+        let (bh, bw) = bands.shading.dim();
+        let cells =
+            |o: usize, n: usize, len: usize| (o / f).min(len)..((o + n).div_ceil(f)).min(len);
         let (mut mm, mut hh, mut mh, mut sm, mut sh) = (0f64, 0f64, 0f64, 0f64, 0f64);
-        for (q, &s) in bands.shading.indexed_iter() {
-            let inside = block(q, f, mask.dim()).filter(|&p| mask[p]).count();
+        for q in cells(oy, mh_px, bh).flat_map(|qy| cells(ox, mw_px, bw).map(move |qx| (qy, qx))) {
+            let inside = block(q, f, (h, w)).filter(|&p| in_mask(p)).count();
             if 2 * inside <= f * f {
                 continue;
             }
+            let s = bands.shading[q];
             let (m, hb, s) = (
                 f64::from(bands.melanin[q]),
                 f64::from(bands.hemoglobin[q]),
@@ -995,14 +1087,15 @@ impl<'a> ChromophoreLeak<'a> {
             a: a.clamp(-LEAK_MAX, LEAK_MAX),
             b: b.clamp(-LEAK_MAX, LEAK_MAX),
             bands,
+            origin,
         }
     }
 
     /// True when the shading band-pass at working pixel `p` is not a darkening, or is one the
     /// red and green densities share within a factor [`GREY_MIN_FRACTION`]: relief.
-    fn grey(&self, p: Pixel) -> bool {
+    fn grey(&self, (y, x): Pixel) -> bool {
         let bands = self.bands;
-        let q = bands.cell(p);
+        let q = bands.cell((y + self.origin.0, x + self.origin.1));
         let shading = bands.shading[q];
         let red_green = 0.5 * (bands.red[q] + bands.green[q]);
         shading <= 0.0
@@ -1012,9 +1105,9 @@ impl<'a> ChromophoreLeak<'a> {
 
     /// The fraction of the shading band-pass at working pixel `p` that the leak explains; 0
     /// where the band-pass is not a darkening at this resolution.
-    fn explained(&self, p: Pixel) -> f64 {
+    fn explained(&self, (y, x): Pixel) -> f64 {
         let bands = self.bands;
-        let q = bands.cell(p);
+        let q = bands.cell((y + self.origin.0, x + self.origin.1));
         let shading = f64::from(bands.shading[q]);
         if shading <= 0.0 {
             return 0.0;
@@ -1564,7 +1657,8 @@ const TONE_MIN_UNAFFECTED: f64 = 0.25;
 
 /// The region's constitutive tone: CIELAB of the mean linear colour of its skin outside
 /// `findings` (dilated by [`TONE_MARGIN_MM`]), averaged in linear light as a
-/// spectrophotometer's aperture would.
+/// spectrophotometer's aperture would. `mask` and `findings` are a region window's, whose
+/// `(0, 0)` is working pixel `(oy, ox)` of the model input.
 ///
 /// Why: ITA° classifies the skin's own colour (Chardon et al. measure it on unexposed,
 /// unaffected skin). Averaged over everything, a cheek with 12% of its area in macules read
@@ -1573,6 +1667,7 @@ const TONE_MIN_UNAFFECTED: f64 = 0.25;
 fn region_tone(
     maps: &SkinMaps,
     mask: &Array2<bool>,
+    (oy, ox): Pixel,
     findings: &Array2<bool>,
     px_per_mm: f64,
 ) -> Option<Tone> {
@@ -1583,7 +1678,7 @@ fn region_tone(
         if inside {
             let p = maps
                 .srgb
-                .get_pixel(x as u32, y as u32)
+                .get_pixel((x + ox) as u32, (y + oy) as u32)
                 .0
                 .map(srgb_to_linear);
             let add = |(sum, n): &mut ([f64; 3], u64)| {
@@ -1714,6 +1809,22 @@ mod tests {
             state ^= state << 17;
             (state % 10_000) as f64 / 10_000.0 < density
         })
+    }
+
+    #[test]
+    fn a_region_window_is_its_box_plus_the_margin_clipped_to_the_maps() {
+        let mut mask = Array2::from_elem((40, 60), false);
+        mask[[10, 20]] = true;
+        mask[[15, 57]] = true;
+        let w = Window::around(&mask, 5).unwrap();
+        assert_eq!((w.y0, w.x0, w.y1, w.x1), (5, 15, 21, 60));
+        assert_eq!(w.origin(), (5, 15));
+        // Cut and embedded back, a mask inside the window is unchanged.
+        let local = w.cut(mask.view()).to_owned();
+        assert_eq!(local.dim(), (16, 45));
+        assert!(local[[10 - 5, 20 - 15]] && local[[15 - 5, 57 - 15]]);
+        assert_eq!(w.embed(local, mask.dim()), mask);
+        assert!(Window::around(&Array2::from_elem((4, 4), false), 5).is_none());
     }
 
     #[test]
