@@ -437,27 +437,34 @@ fn mottled_dark_skin_keeps_its_macules_whole() {
 }
 
 /// Macules and erythema much wider than the model's chromophore background (a Gaussian of
-/// σ 3.2 mm, which rises under them). Known gap (issue 3 stays open): 10–15-mm macules
-/// measure about 4.0% for 5.4% (−26%) and 12–20-mm erythema 2.4% for 4.6% (−47%), often as
-/// rings. Measuring patches against the skin around them fixed it on phantoms but made real
-/// portraits' pigment and redness less repeatable, and was reverted (see the README).
+/// σ 3.2 mm, which rises under them), like melasma and post-inflammatory patches: 10–15-mm
+/// macules and 12–20-mm erythema on 90-mm phantoms of every tone. Their excess is hollow, so
+/// their half-maximum extents were rings (before: 4.0% for 5.4% pigment, 2.4% for 4.6%
+/// erythema); now the hollow is filled, the extent is followed past 8 mm when it is compact,
+/// and its edge is read on the chromophore map (measured: pigment −3% and +2%, erythema −7%
+/// and −8%). Pigmented area within 2 percentage points and 10%, erythema within 15%.
 #[test]
-#[ignore = "known gap, issue 3: patches wider than ~8 mm are hollowed by the 3.2-mm background"]
 fn wide_patches_are_measured_whole() {
     let mut a = analyzer();
     let mut failures = Vec::new();
-    for seed in SEEDS {
-        let mut s = spec(TonePreset::Light, seed);
-        (s.width_mm, s.height_mm) = (90.0, 90.0);
-        s.pigment.diameter_mm = [10.0, 15.0];
-        s.erythema.diameter_mm = [12.0, 20.0];
-        let c = compare(&mut a, &s, "wide patches").unwrap();
-        let (pigment, redness) = (c.pigment_area_pct(), c.redness_area_pct());
-        if pigment.error().abs() > 2.0 || pigment.relative_error() > 0.10 {
-            failures.push(format!("seed {seed}: pigment area {pigment:?}"));
-        }
-        if redness.relative_error() > 0.25 {
-            failures.push(format!("seed {seed}: redness area {redness:?}"));
+    for tone in TONES {
+        for seed in SEEDS {
+            let mut s = spec(tone, seed);
+            (s.width_mm, s.height_mm) = (90.0, 90.0);
+            s.pigment.diameter_mm = [10.0, 15.0];
+            s.erythema.diameter_mm = [12.0, 20.0];
+            let c = compare(&mut a, &s, "wide patches").unwrap();
+            let label = format!("{} seed {seed}", tone.name());
+            let (pigment, redness) = (c.pigment_area_pct(), c.redness_area_pct());
+            if pigment.error().abs() > 2.0 || pigment.relative_error() > 0.10 {
+                failures.push(format!("{label}: pigment area {pigment:?}"));
+            }
+            if c.pigment_count().error() != 0.0 {
+                failures.push(format!("{label}: pigment spots {:?}", c.pigment_count()));
+            }
+            if redness.relative_error() > 0.15 {
+                failures.push(format!("{label}: redness area {redness:?}"));
+            }
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
