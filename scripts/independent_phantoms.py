@@ -805,10 +805,18 @@ def probe_layouts(kind, rng, size_mm=40.0):
             lay["pores"] = [{"x": x, "y": y, "diam": dp, "dark": 0.45} for x, y in grid(40, 5.0)]
             yield f"d={dp}mm", lay
     elif kind == "macules":
-        for dm in [1.5, 2.5, 4.0, 6.0, 8.0]:
+        # up to melasma-sized patches (12-20 mm); the frame grows so that they cover at most
+        # an eighth of it
+        for dm in [1.5, 2.5, 4.0, 6.0, 8.0, 12.0, 16.0, 20.0]:
+            pitch = max(16.0, 2.5 * dm)
+            size = max(size_mm, 2 * pitch)
             lay = json.loads(json.dumps(base))
-            lay["macules"] = [{"x": x, "y": y, "diam": dm, "k": 0.7, "harm": [(0.05, 0.0), (0.03, 1.0)]}
-                              for x, y in grid(4, 16.0)]
+            lay["size_mm"] = size
+            off = (size - pitch) / 2
+            lay["macules"] = [{"x": off + (i % 2) * pitch + rng.uniform(-0.3, 0.3),
+                               "y": off + (i // 2) * pitch + rng.uniform(-0.3, 0.3),
+                               "diam": dm, "k": 0.7, "harm": [(0.05, 0.0), (0.03, 1.0)]}
+                              for i in range(4)]
             yield f"d={dm}mm", lay
     elif kind == "erythema":
         for dh in [0.3, 0.6]:
