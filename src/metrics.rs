@@ -410,8 +410,6 @@ pub fn measure_region(
     let sigma_px = (settings.excess_smoothing_mm * px_per_mm) as f32;
     // Macules and patches are measured at half their peak contrast, like the pores, so the
     // reported area does not depend on the detection threshold.
-    let patch_reach = (PATCH_REACH_MM * px_per_mm) as usize;
-    let wide_reach = (WIDE_PATCH_REACH_MM * px_per_mm) as usize;
     let peak_smoothing_px = (PATCH_PEAK_SMOOTHING_MM * px_per_mm) as f32;
     // Each patch also gets a weight for the area: 0 at the detection threshold rising to 1 at
     // (1 + SOFT_MARGIN) × threshold. Why: a faint patch crossing the threshold would otherwise
@@ -420,56 +418,54 @@ pub fn measure_region(
     // threshold (all the phantoms' and any a clinician would point at) count fully.
     let low_noise = maps.low_noise_shading().map(|s| window.cut(s.view()));
     let ring_px = (CONFIRM_RING_MM * px_per_mm).ceil() as usize;
-    let detect_patches = |map: ndarray::ArrayView2<'_, f32>,
-                          t: f32,
-                          min_area_mm2: f64,
-                          patch: &PatchChannel| {
-        components(&threshold(map, &mask, t))
-            .into_iter()
-            .filter(|b| b.len() as f64 * mm2_per_px >= min_area_mm2)
-            .filter(|b| !peak_on_boundary(b, map, &mask))
-            .map(|b| {
-                let peak = b
-                    .pixels
-                    .iter()
-                    .map(|&(y, x)| map[[y, x]])
-                    .fold(f32::MIN, f32::max);
-                let extent_within = |reach: usize| {
-                    if patch.mottled {
-                        patch_extent(&b, map, &mask, reach, peak_smoothing_px, t)
-                    } else {
-                        half_max_extent(&b, map, &mask, reach)
-                    }
-                };
-                // Followed farther only if it is compact (see [`WIDE_PATCH_REACH_MM`]).
-                let near = extent_within(patch_reach);
-                let wide = reaches(&near, peak_pixel(&b, map), patch_reach)
-                    .then(|| fill_hollow(extent_within(wide_reach), patch.level, &mask, ring_px))
-                    .filter(|(wide, _)| compactness(wide) >= WIDE_PATCH_MIN_COMPACTNESS);
-                let is_wide = wide.is_some();
-                let (extent, contrast) =
-                    wide.unwrap_or_else(|| fill_hollow(near, patch.level, &mask, ring_px));
-                let extent = if is_wide || contrast.is_some() {
-                    wide_edge(extent, patch.level, &mask, ring_px, sigma_px)
-                } else {
-                    extent
-                };
-                // A filled patch's excess understates its contrast (its background
-                // rose under it): its contrast against the skin around it counts too.
-                let peak = contrast.map_or(peak, |c| peak.max(c));
-                let weight = f64::from(((peak - t) / (SOFT_MARGIN * t)).clamp(0.0, 1.0));
-                (extent, weight)
-            })
-            // Judged on the half-max extent: the thresholded core of a macule on noisy skin
-            // (high adaptive threshold) can be a small part of it, ringed by the macule itself.
-            .filter(|(b, _)| match (low_noise, patch.gain) {
-                (Some(shading), Some(gain)) => {
-                    confirmed_by_shading(b, map, shading, &mask, gain, ring_px)
-                }
-                _ => true,
-            })
-            .collect::<Vec<(Blob, f64)>>()
+    let reach = PatchReach {
+        near: (PATCH_REACH_MM * px_per_mm) as usize,
+        wide: (WIDE_PATCH_REACH_MM * px_per_mm) as usize,
+        ring: ring_px,
+        smoothing: sigma_px,
     };
+    let detect_patches =
+        |map: ndarray::ArrayView2<'_, f32>, t: f32, min_area_mm2: f64, patch: &PatchChannel| {
+            components(&threshold(map, &mask, t))
+                .into_iter()
+                .filter(|b| b.len() as f64 * mm2_per_px >= min_area_mm2)
+                .filter(|b| !peak_on_boundary(b, map, &mask))
+                .map(|b| {
+                    let peak = b
+                        .pixels
+                        .iter()
+                        .map(|&(y, x)| map[[y, x]])
+                        .fold(f32::MIN, f32::max);
+                    let extent_within = |within: usize| {
+                        if patch.mottled {
+                            patch_extent(&b, map, &mask, within, peak_smoothing_px, t)
+                        } else {
+                            half_max_extent(&b, map, &mask, within)
+                        }
+                    };
+                    let (extent, contrast) = whole_patch(
+                        extent_within,
+                        peak_pixel(&b, map),
+                        patch.level,
+                        &mask,
+                        &reach,
+                    );
+                    // A filled patch's excess understates its contrast (its background
+                    // rose under it): its contrast against the skin around it counts too.
+                    let peak = contrast.map_or(peak, |c| peak.max(c));
+                    let weight = f64::from(((peak - t) / (SOFT_MARGIN * t)).clamp(0.0, 1.0));
+                    (extent, weight)
+                })
+                // Judged on the half-max extent: the thresholded core of a macule on noisy skin
+                // (high adaptive threshold) can be a small part of it, ringed by the macule itself.
+                .filter(|(b, _)| match (low_noise, patch.gain) {
+                    (Some(shading), Some(gain)) => {
+                        confirmed_by_shading(b, map, shading, &mask, gain, ring_px)
+                    }
+                    _ => true,
+                })
+                .collect::<Vec<(Blob, f64)>>()
+        };
     // Patches at the finest smoothing, then at coarser ones while the photo is noise-limited
     // (see [`PATCH_SCALE_GAIN`]); a coarser patch is kept only where no finer one lies.
     // Returns the finest smoothed map (for the contrast) and the patches.
@@ -1633,6 +1629,45 @@ fn compactness(blob: &Blob) -> f64 {
         .fold(0.0, f64::max);
     // A pixel is a unit square, not a point: half a pixel more radius.
     n / (std::f64::consts::PI * (r2.sqrt() + 0.5).powi(2))
+}
+
+/// Distances, in working pixels, that [`whole_patch`] measures a patch with.
+struct PatchReach {
+    /// [`PATCH_REACH_MM`].
+    near: usize,
+    /// [`WIDE_PATCH_REACH_MM`].
+    wide: usize,
+    /// The ring of skin around a patch ([`CONFIRM_RING_MM`]).
+    ring: usize,
+    /// The chromophore smoothing ([`MetricSettings::excess_smoothing_mm`]).
+    smoothing: f32,
+}
+
+/// A patch's extent measured whole, from `extent_within(reach)` (its extent followed at most
+/// `reach` pixels from its peak `seed`), with its contrast against the skin around it when a
+/// hollow centre was filled.
+///
+/// An extent cut at [`PATCH_REACH_MM`] is followed to [`WIDE_PATCH_REACH_MM`] if that extent,
+/// filled, is compact; a hollow centre is filled ([`fill_hollow`]); and a patch that was
+/// filled or followed gets its edge from the chromophore map ([`wide_edge`]). Any other
+/// patch is its extent as found.
+fn whole_patch(
+    extent_within: impl Fn(usize) -> Blob,
+    seed: Pixel,
+    level: ndarray::ArrayView2<'_, f32>,
+    mask: &Array2<bool>,
+    reach: &PatchReach,
+) -> (Blob, Option<f32>) {
+    let near = extent_within(reach.near);
+    let wide = reaches(&near, seed, reach.near)
+        .then(|| fill_hollow(extent_within(reach.wide), level, mask, reach.ring))
+        .filter(|(wide, _)| compactness(wide) >= WIDE_PATCH_MIN_COMPACTNESS);
+    let followed = wide.is_some();
+    let (mut extent, contrast) = wide.unwrap_or_else(|| fill_hollow(near, level, mask, reach.ring));
+    if followed || contrast.is_some() {
+        extent = wide_edge(extent, level, mask, reach.ring, reach.smoothing);
+    }
+    (extent, contrast)
 }
 
 /// True when `extent` reaches the edge of the box of `reach` pixels around `seed`, where
