@@ -1280,8 +1280,9 @@ fn fill_hollow(
     }
     let rim_len = extent.len();
     let mut pixels = extent.pixels;
-    for hole in components4(&enclosed) {
-        let hole: Vec<Pixel> = hole.into_iter().map(global).collect();
+    // Holes that touch only diagonally are judged together.
+    for hole in components(&enclosed) {
+        let hole: Vec<Pixel> = hole.pixels.into_iter().map(global).collect();
         if hole.iter().any(|&p| !mask[p]) {
             continue;
         }
@@ -1371,36 +1372,6 @@ fn wide_edge(
     }
     pixels.sort_unstable();
     Blob { pixels }
-}
-
-/// 4-connected components of a binary map, each as its pixels.
-fn components4(binary: &Array2<bool>) -> Vec<Vec<Pixel>> {
-    let (h, w) = binary.dim();
-    let mut seen = Array2::from_elem((h, w), false);
-    let mut out = Vec::new();
-    for ((y, x), &on) in binary.indexed_iter() {
-        if !on || seen[[y, x]] {
-            continue;
-        }
-        seen[[y, x]] = true;
-        let (mut stack, mut pixels) = (vec![(y, x)], Vec::new());
-        while let Some((cy, cx)) = stack.pop() {
-            pixels.push((cy, cx));
-            for (ny, nx) in [
-                (cy.wrapping_sub(1), cx),
-                (cy + 1, cx),
-                (cy, cx.wrapping_sub(1)),
-                (cy, cx + 1),
-            ] {
-                if ny < h && nx < w && binary[[ny, nx]] && !seen[[ny, nx]] {
-                    seen[[ny, nx]] = true;
-                    stack.push((ny, nx));
-                }
-            }
-        }
-        out.push(pixels);
-    }
-    out
 }
 
 /// True when a chromophore patch is confirmed by the low-noise shading `u · OD`
