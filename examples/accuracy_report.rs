@@ -18,16 +18,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!("|---|---|---|---|---|---|---|---|");
     for preset in TonePreset::ALL {
-        for variant in ["clean", "nuisance", "wide patches"] {
+        for variant in ["clean", "nuisance", "wide patches", "wide patches nuisance"] {
             let mut spec = PhantomSpec::with_tone(preset);
             spec.seed = seed;
-            if variant == "wide patches" {
+            if variant.starts_with("wide patches") {
                 // Melasma-sized: 10–15-mm macules, 12–20-mm erythema on a 90-mm frame.
                 (spec.width_mm, spec.height_mm) = (90.0, 90.0);
                 spec.pigment.diameter_mm = [10.0, 15.0];
                 spec.erythema.diameter_mm = [12.0, 20.0];
             }
-            if variant == "nuisance" {
+            if variant.ends_with("nuisance") {
                 spec.nuisances.exposure = 1.25;
                 spec.nuisances.white_balance = [1.08, 1.0, 0.9];
                 spec.nuisances.gradient_strength = 0.15;
