@@ -157,6 +157,45 @@ fn dark_pores_are_pores_and_icepicks_are_scars() {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
+/// A large, dark pore a few millimetres from a scar can share the scar's candidate, and the
+/// half-max extent of its faint energy maximum then covers the scar. Judged by the darkest
+/// point of that extent, the scar's floor, the pore passed as a second scar (`own_floors` in
+/// `src/metrics.rs`): 10 scars for 7 on seed 46 here, and 10 for 8 on most clean images of the
+/// independent renderer's seed 4. Counted as a scar, its extent also kept the pores under it
+/// out of the pore count (133 of 150 on seed 46; now 144–151 on every seed). Only extra scars
+/// are judged: among this many large, dark pores, seeds 41 and 43–45 find 4–6 of 7 scars
+/// (5–7 before), a known gap of the scar splitting: a pore's energy maximum can come first
+/// and its extent swallow a shallow scar's maximum.
+#[test]
+fn a_dark_pore_beside_a_scar_is_not_a_scar() {
+    let mut a = analyzer();
+    let mut failures = Vec::new();
+    for tone in TONES {
+        for seed in 41..=46 {
+            let mut s = spec(tone, seed);
+            s.gap_mm = 1.0;
+            s.pores.count = 150;
+            s.pores.diameter_mm = [0.30, 0.45];
+            s.pores.contrast = [0.35, 0.55];
+            let c = compare(&mut a, &s, tone.name()).unwrap();
+            let scars = c.scar_count();
+            // Scar count error ≤ 15%, on the high side.
+            if scars.measured > scars.truth * 1.15 {
+                failures.push(format!("{} seed {seed}: scars {scars:?}", tone.name()));
+            }
+            // Pore count error ≤ 10%.
+            if c.pore_count().relative_error() > 0.10 {
+                failures.push(format!(
+                    "{} seed {seed}: pores {:?}",
+                    tone.name(),
+                    c.pore_count()
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
 /// Erythema drawn along another hemoglobin direction than the model's (15.5° away: the
 /// independent renderer's (0.06, 1.00, 0.60)) partly stays in the Tsumura shading, where a
 /// strong 3–6-mm patch reads like a shallow scar. The chromophore leak fitted per region
