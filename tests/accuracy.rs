@@ -164,8 +164,9 @@ fn dark_pores_are_pores_and_icepicks_are_scars() {
 /// independent renderer's seed 4. Counted as a scar, its extent also kept the pores under it
 /// out of the pore count (133 of 150 on seed 46; now 144–151 on every seed). Only extra scars
 /// are judged: among this many large, dark pores, seeds 41 and 43–45 find 4–6 of 7 scars
-/// (5–7 before), a known gap of the scar splitting: a pore's energy maximum can come first
-/// and its extent swallow a shallow scar's maximum.
+/// (5–7 before), a known gap (README, "Scars among many large, dark pores"): rolling scars
+/// 0.05–0.14 mm deep, icepicks as small as these pores, and wider but shallow icepicks that
+/// the pit rule sorts to pores this dark are missed.
 #[test]
 fn a_dark_pore_beside_a_scar_is_not_a_scar() {
     let mut a = analyzer();
