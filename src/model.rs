@@ -146,6 +146,13 @@ pub struct SkinMaps {
     pub low_noise: Option<LowNoiseShading>,
     /// `u · OD` per working pixel, computed on first use.
     low_noise_map: std::sync::OnceLock<Array2<f32>>,
+    /// How to weigh the input's channels by their noise for the pigment and redness maps, when
+    /// the manifest describes the decomposition.
+    pub weighting: Option<ChromophoreWeighting>,
+    /// Each channel's noise in the photo, 8-bit code values ([`channel_noise_codes`]).
+    pub photo_noise_codes: [f64; 3],
+    /// The noise-weighted `[melanin_excess, hemoglobin_excess]`, computed on first use.
+    weighted_excess: std::sync::OnceLock<Option<[Array2<f32>; 2]>>,
     /// Scar-band maps for the metrics' chromophore leak fit, computed on first use.
     leak_bands: std::sync::OnceLock<crate::metrics::LeakBands>,
     /// Gaussian-smoothed channels the metrics asked for, computed on first use.
@@ -227,7 +234,337 @@ impl LowNoiseShading {
     }
 }
 
+/// The least uncertainty of an 8-bit sRGB code value, in codes: its rounding, `1/√12`.
+const QUANTIZATION_CODES: f64 = 0.288_675_13;
+
+/// The spread allowed to the shading's excess over its local background (natural-log OD) when
+/// a channel cannot tell it: about the darkening of a boxcar scar's floor. Where every channel
+/// is unbiased its data outweigh it many times, and the model's three-channel solution stands.
+const SHADING_PRIOR_OD: f64 = 0.2;
+
+/// Smoothing of the channel levels the weights are read from, mm: the finest pigment smoothing
+/// ([`crate::metrics::MetricSettings::excess_smoothing_mm`]'s default), so a macule's centre is
+/// weighed by its own level and not by the skin around it.
+const LEVEL_SMOOTHING_MM: f64 = 0.3;
+
+/// The lowest level (code values) a channel's density is evaluated at: below half a code it
+/// carries nothing.
+const MIN_LEVEL_CODES: f64 = 0.5;
+
+/// Noise-weighted melanin and hemoglobin excess: the model's three-channel excess corrected,
+/// pixel by pixel, by how much each channel can be trusted there.
+///
+/// Why: the Tsumura decomposition solves three densities for three components, and its melanin
+/// leans hardest on blue (`inverse_matrix` row 1: 3.6 × blue, 3.7 × green). On dark skin the
+/// blue channel is a few codes deep and a macule's centre one or two: sensor noise there is
+/// as large as the signal and, clipped at 0, biased (σ = 4 codes on a true 1 reads about 2.1,
+/// half the macule's blue density). The independent renderer's dark macules lost half their
+/// contrast under noise and none was found.
+///
+/// The estimate: generalised least squares of the excess densities `d = A·(m, h, s)`, each
+/// channel weighted by the inverse square of its density's uncertainty at the pixel, with a
+/// Gaussian prior of width [`SHADING_PRIOR_OD`] on the shading excess `s`. The uncertainty
+/// ([`density_uncertainty`]) is mostly the clip bias: the photo's noise in that channel
+/// ([`channel_noise_codes`]) against the channel's local level. On a clean photo, or where a
+/// channel is well above its noise, the bias is nil, the data outweigh the prior and the result
+/// is the model's; where blue sits within its noise of 0 the shading excess is pulled toward 0
+/// and melanin and hemoglobin come from red and green, where a macule's melanin still shows in
+/// full. Written as the closed form `x̂ = x₀ − M⁻¹·e₃ · s₀ / σ_s²` on the model's own excess
+/// maps (`x₀`; `s₀` the shading's excess over the model's background), `M = AᵀWA + e₃e₃ᵀ/σ_s²`.
+///
+/// Reference: Tsumura N., Haneishi H., Miyake Y. (1999), "Independent-component analysis of
+/// skin color image", JOSA A 16(9):2169–2176, for the decomposition; the weighting is the
+/// textbook Gauss–Markov estimator with a Gaussian prior (Tikhonov) on one component.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChromophoreWeighting {
+    /// `graph.decomposition.matrix`: rows R, G, B; columns melanin, hemoglobin, shading.
+    matrix: [[f64; 3]; 3],
+    /// The model's parameters, for its chromophore background.
+    reference: crate::reference::SkinReference,
+}
+
+impl ChromophoreWeighting {
+    /// Reads the decomposition matrix and the background filter; `None` for a model that does
+    /// not describe them.
+    pub fn from_manifest(manifest: &SkinManifest) -> Option<ChromophoreWeighting> {
+        let reference = crate::reference::SkinReference::from_manifest(manifest).ok()?;
+        let rows = manifest
+            .extra
+            .get("graph")?
+            .get("decomposition")?
+            .get("matrix")?
+            .as_array()?;
+        let mut matrix = [[0.0; 3]; 3];
+        for (row, values) in matrix.iter_mut().zip(rows) {
+            for (m, v) in row.iter_mut().zip(values.as_array()?) {
+                *m = v.as_f64()?;
+            }
+        }
+        (rows.len() == 3).then_some(ChromophoreWeighting { matrix, reference })
+    }
+
+    /// How much of the shading excess to take out of melanin and hemoglobin at a pixel whose
+    /// channel densities (R, G, B) are uncertain by `sigmas` (natural-log OD): `M⁻¹·e₃ / σ_s²`,
+    /// first two entries.
+    pub fn shading_coefficients(&self, sigmas: [f64; 3]) -> [f64; 2] {
+        let mut m = [[0.0f64; 3]; 3];
+        for (row, &sigma) in self.matrix.iter().zip(&sigmas) {
+            let w = 1.0 / (sigma * sigma).max(1e-12);
+            for i in 0..3 {
+                for j in 0..3 {
+                    m[i][j] += w * row[i] * row[j];
+                }
+            }
+        }
+        let prior = 1.0 / (SHADING_PRIOR_OD * SHADING_PRIOR_OD);
+        m[2][2] += prior;
+        // Third column of M⁻¹ by cofactors (M is symmetric).
+        let det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
+            - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+            + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
+        let c0 = (m[0][1] * m[1][2] - m[0][2] * m[1][1]) / det;
+        let c1 = -(m[0][0] * m[1][2] - m[0][2] * m[1][0]) / det;
+        [c0 * prior, c1 * prior]
+    }
+
+    /// The noise-weighted `[melanin_excess, hemoglobin_excess]` of `maps`; `None` when the
+    /// model lacks one of the channels it needs.
+    fn excess(&self, maps: &SkinMaps) -> Option<[Array2<f32>; 2]> {
+        let melanin = maps.channel("melanin_excess")?;
+        let hemoglobin = maps.channel("hemoglobin_excess")?;
+        let shading = maps.channel("shading")?.to_owned();
+        let shading_excess = &shading - &self.reference.chromophore_background(&shading);
+        // The weights vary over the levels' smoothing (0.3 mm), so they are computed on a grid
+        // of `f × f` blocks (f ≈ that σ in pixels) smoothed by σ/f, and each pixel takes its
+        // block's: a ninth of the work at 10 px/mm.
+        let sigma_px = LEVEL_SMOOTHING_MM * maps.px_per_mm;
+        let f = (sigma_px.round() as usize).max(1);
+        let (h, w) = shading_excess.dim();
+        let (bh, bw) = (h.div_ceil(f), w.div_ceil(f));
+        let blocks = |value: &dyn Fn(usize, usize) -> f32| {
+            let small = Array2::from_shape_fn((bh, bw), |(by, bx)| {
+                let (y1, x1) = (((by + 1) * f).min(h), ((bx + 1) * f).min(w));
+                let mut sum = 0.0;
+                for y in by * f..y1 {
+                    for x in bx * f..x1 {
+                        sum += value(y, x);
+                    }
+                }
+                sum / ((y1 - by * f) * (x1 - bx * f)) as f32
+            });
+            crate::metrics::smooth(small.view(), (sigma_px / f as f64) as f32)
+        };
+        let levels: Vec<Array2<f32>> = (0..3)
+            .map(|c| blocks(&|y, x| 255.0 * maps.srgb.get_pixel(x as u32, y as u32).0[c]))
+            .collect();
+        // Red and green density excess, for the relief test: each channel's density is
+        // `A·(m, h, s)`, and so is its excess.
+        let excess_of = |c: usize| {
+            let [a_m, a_h, a_s] = self.matrix[c].map(|v| v as f32);
+            blocks(&|y, x| {
+                a_m * melanin[[y, x]] + a_h * hemoglobin[[y, x]] + a_s * shading_excess[[y, x]]
+            })
+        };
+        let (red, green) = (excess_of(0), excess_of(1));
+        let noise = maps.photo_noise_codes;
+        // Photo pixels averaged into a level: the random part of its uncertainty shrinks by
+        // their number; the clip bias does not.
+        let photo_sigma = sigma_px / maps.zoom;
+        let samples = (4.0 * std::f64::consts::PI * photo_sigma * photo_sigma).max(1.0);
+        let coefficients = Array2::from_shape_fn((bh, bw), |b| {
+            let prior = prior_weight(red[b], green[b]);
+            if prior == 0.0 {
+                return [0.0; 2];
+            }
+            let sigma = |c: usize| density_uncertainty(f64::from(levels[c][b]), noise[c], samples);
+            self.shading_coefficients([sigma(0), sigma(1), sigma(2)])
+                .map(|k| (prior * k) as f32)
+        });
+        let mut out = [melanin.to_owned(), hemoglobin.to_owned()];
+        for ((y, x), &s) in shading_excess.indexed_iter() {
+            let [cm, ch] = coefficients[[y / f, x / f]];
+            out[0][[y, x]] -= cm * s;
+            out[1][[y, x]] -= ch * s;
+        }
+        Some(out)
+    }
+}
+
+/// Red/green excess ratio at and above which a darkening (or brightening) is taken for relief,
+/// where the shading prior does not hold: relief changes red and green alike (ratio 1).
+const RELIEF_RED_GREEN: f64 = 0.9;
+
+/// Red/green excess ratio at and below which the prior holds in full: melanin changes red 0.67
+/// as much as green (the model's melanin vector), hemoglobin 0.19.
+const CHROMOPHORE_RED_GREEN: f64 = 0.75;
+
+/// Green excess (natural-log OD) below which the ratio is not read: plain skin, where the
+/// prior holds.
+const MIN_GREEN_EXCESS: f32 = 0.05;
+
+/// How much of the shading prior applies at a pixel whose red and green density excesses are
+/// `red` and `green`: 1 where they change in a chromophore's proportion, 0 where alike.
+///
+/// Why: the prior says the shading does not change at a macule's scale, which is false at a
+/// scar or a pore. There the prior would hand the relief's darkening to melanin (measured on
+/// our dark phantoms under σ 0.004–0.006 noise: 1–4 scars per image counted as pigment spots).
+/// Red and green are deep enough on every skin to tell relief (ratio 1) from pigment (0.67)
+/// without blue.
+fn prior_weight(red: f32, green: f32) -> f64 {
+    if green.abs() < MIN_GREEN_EXCESS {
+        return 1.0;
+    }
+    let ratio = f64::from(red / green);
+    ((RELIEF_RED_GREEN - ratio) / (RELIEF_RED_GREEN - CHROMOPHORE_RED_GREEN)).clamp(0.0, 1.0)
+}
+
+/// The noise of each channel of `photo` inside `crop`, in 8-bit code values: the robust spread
+/// (1.4826 × median absolute deviation) of each pixel's difference from the mean of its four
+/// neighbours, divided by that difference's gain for independent noise, √(1 + 1/4).
+///
+/// Why the photo's own pixels: a dark channel's bias comes from noise clipped at 0 pixel by
+/// pixel, before any smoothing or resampling, so its weight must follow the noise there (the
+/// working image's chromaticity is low-passed, [`smooth_chromaticity`], and hides it). Skin
+/// is smooth over a photo pixel, so the four-neighbour residual is mostly noise and JPEG
+/// rounding; the median ignores the pores, hair and edges that make its tails.
+pub fn channel_noise_codes(photo: &Rgb32FImage, crop: (u32, u32, u32, u32)) -> [f64; 3] {
+    let (x0, y0, x1, y1) = crop;
+    if x1 < x0 + 3 || y1 < y0 + 3 {
+        return [0.0; 3];
+    }
+    // A quarter of a million samples are plenty for a median.
+    let area = f64::from(x1 - x0) * f64::from(y1 - y0);
+    let step = (area / 2.5e5).sqrt().ceil().max(1.0) as usize;
+    [0, 1, 2].map(|c| {
+        let at = |x: u32, y: u32| 255.0 * photo.get_pixel(x, y).0[c];
+        let mut residuals: Vec<f32> = (y0 + 1..y1 - 1)
+            .step_by(step)
+            .flat_map(|y| {
+                (x0 + 1..x1 - 1).step_by(step).map(move |x| {
+                    (at(x, y) - 0.25 * (at(x, y - 1) + at(x, y + 1) + at(x - 1, y) + at(x + 1, y)))
+                        .abs()
+                })
+            })
+            .collect();
+        1.4826 * grouped_median(&mut residuals) / 1.25f64.sqrt()
+    })
+}
+
+/// The median of residuals of 8-bit codes, interpolated within its quarter-code step.
+///
+/// Why: the four-neighbour residual of integer codes is a multiple of ¼ code, so on a photo
+/// with a code or two of noise a plain median jumps by a third of the estimate; the grouped
+/// median (the median's position within the run of equal values, spread over the step) moves
+/// smoothly with the noise.
+fn grouped_median(values: &mut [f32]) -> f64 {
+    const STEP: f64 = 0.25;
+    if values.is_empty() {
+        return 0.0;
+    }
+    let mid = values.len() / 2;
+    let (_, &mut v, _) = values.select_nth_unstable_by(mid, f32::total_cmp);
+    let lo = values.iter().filter(|&&x| x < v).count();
+    let hi = values.iter().filter(|&&x| x <= v).count();
+    let within = (values.len() as f64 / 2.0 - lo as f64) / (hi - lo) as f64;
+    (f64::from(v) + (within - 0.5) * STEP).max(0.0)
+}
+
+/// How uncertain (natural-log OD) the density of a channel is whose local mean level reads
+/// `level` codes, in a photo whose noise in that channel is `noise` codes, the level being the
+/// mean of `samples` photo pixels: `√(bias² + (δ² / samples))`, `δ = noise · dOD/dv` one
+/// pixel's density spread.
+///
+/// The bias has two parts, both of which smoothing keeps:
+/// - clipping: noise clipped at code 0 raises a dark channel's mean, so its density reads too
+///   low. The level is the mean of a rectified Gaussian, `μΦ(μ/σ) + σφ(μ/σ)`; inverting it
+///   ([`unclipped_level`]) gives the true level μ, and this part is the density between the
+///   two (ln 2.1 ≈ 0.75 OD for a macule's blue at one code under 4-code noise);
+/// - the log: the model takes each pixel's density before any smoothing, and the mean of
+///   `−ln v` over noisy `v` exceeds `−ln` of the mean by about `δ²/2`.
+///
+/// Both vanish for a channel many σ above 0, and δ is then a few thousandths of OD.
+pub fn density_uncertainty(level: f64, noise: f64, samples: f64) -> f64 {
+    let density = |v: f64| -f64::from(srgb_to_linear((v.max(MIN_LEVEL_CODES) / 255.0) as f32)).ln();
+    // Beyond 6σ the clipped tail is below 1e-9 of σ.
+    let clipped = if noise > 0.0 && level < 6.0 * noise {
+        density(unclipped_level(level, noise)) - density(level)
+    } else {
+        0.0
+    };
+    let random = noise.max(QUANTIZATION_CODES) * density_per_code(level);
+    let bias = clipped + 0.5 * random * random;
+    (bias * bias + random * random / samples).sqrt()
+}
+
+/// The mean μ of a Gaussian of spread `noise` whose values clipped at 0 average `level`
+/// (both in codes): the inverse of `μΦ(μ/σ) + σφ(μ/σ)`, by bisection in units of σ.
+fn unclipped_level(level: f64, noise: f64) -> f64 {
+    let t = level / noise;
+    if t >= 6.0 {
+        return level;
+    }
+    let rectified =
+        |u: f64| u * normal_cdf(u) + (-0.5 * u * u).exp() / (2.0 * std::f64::consts::PI).sqrt();
+    let (mut lo, mut hi) = (-8.0f64, t.max(-8.0));
+    for _ in 0..40 {
+        let mid = 0.5 * (lo + hi);
+        if rectified(mid) < t {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    0.5 * (lo + hi) * noise
+}
+
+/// The standard normal distribution function, through Abramowitz & Stegun's 7.1.26 rational
+/// approximation of erf (absolute error below 1.5e-7).
+fn normal_cdf(u: f64) -> f64 {
+    let x = u.abs() / std::f64::consts::SQRT_2;
+    let t = 1.0 / (1.0 + 0.327_591_1 * x);
+    let poly = t
+        * (0.254_829_592
+            + t * (-0.284_496_736
+                + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+    let erf = 1.0 - poly * (-x * x).exp();
+    if u >= 0.0 {
+        0.5 * (1.0 + erf)
+    } else {
+        0.5 * (1.0 - erf)
+    }
+}
+
+/// `|dOD/dv|` of one sRGB channel at code value `v` (0–255): how much density one code of noise
+/// is. `1/v` on the linear segment (the density of a dark channel is as uncertain as the
+/// channel is shallow), `2.4/(v + 14.0)` on the power segment.
+fn density_per_code(v: f64) -> f64 {
+    let v = v.max(MIN_LEVEL_CODES);
+    if v <= 0.04045 * 255.0 {
+        1.0 / v
+    } else {
+        2.4 / (v + 0.055 * 255.0)
+    }
+}
+
 impl SkinMaps {
+    /// The map the metrics measure as `name`: for `melanin_excess` and `hemoglobin_excess` the
+    /// noise-weighted excess ([`ChromophoreWeighting`]) when the model describes its
+    /// decomposition; otherwise, and for every other name, the model's channel.
+    pub fn measured(&self, name: &str) -> Option<ndarray::ArrayView2<'_, f32>> {
+        let index = ["melanin_excess", "hemoglobin_excess"]
+            .iter()
+            .position(|n| *n == name);
+        if let (Some(i), Some(weighting)) = (index, &self.weighting)
+            && let Some(maps) = self
+                .weighted_excess
+                .get_or_init(|| weighting.excess(self))
+                .as_ref()
+        {
+            return Some(maps[i].view());
+        }
+        self.channel(name)
+    }
+
     /// The map of one channel, by name.
     pub fn channel(&self, name: &str) -> Option<ndarray::ArrayView2<'_, f32>> {
         let i = self.channels.iter().position(|c| c == name)?;
@@ -249,8 +586,9 @@ impl SkinMaps {
 }
 
 impl SkinMaps {
-    /// One channel smoothed by a Gaussian of `sigma_px` working pixels (see
-    /// [`crate::metrics::smooth`]), computed once per photo and shared by its regions.
+    /// One measured map ([`SkinMaps::measured`]) smoothed by a Gaussian of `sigma_px` working
+    /// pixels (see [`crate::metrics::smooth`]), computed once per photo and shared by its
+    /// regions.
     pub(crate) fn smoothed(
         &self,
         name: &str,
@@ -262,10 +600,7 @@ impl SkinMaps {
         if let Some((_, map)) = cache.iter().find(|(k, _)| *k == key) {
             return Some(map.clone());
         }
-        let map = std::sync::Arc::new(crate::metrics::smooth(
-            self.maps.index_axis(ndarray::Axis(0), i),
-            sigma_px,
-        ));
+        let map = std::sync::Arc::new(crate::metrics::smooth(self.measured(name)?, sigma_px));
         cache.push((key, map.clone()));
         Some(map)
     }
@@ -384,6 +719,9 @@ impl SkinModel {
             srgb,
             low_noise: LowNoiseShading::from_manifest(&self.manifest),
             low_noise_map: std::sync::OnceLock::new(),
+            weighting: ChromophoreWeighting::from_manifest(&self.manifest),
+            photo_noise_codes: channel_noise_codes(photo, crop),
+            weighted_excess: std::sync::OnceLock::new(),
             leak_bands: std::sync::OnceLock::new(),
             smoothed: SmoothedChannels::default(),
         })
@@ -566,6 +904,145 @@ pub fn resample_linear_light(
 mod tests {
     use super::*;
 
+    fn weighting() -> ChromophoreWeighting {
+        let manifest =
+            SkinManifest::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/skin-v1.json"))
+                .unwrap();
+        ChromophoreWeighting::from_manifest(&manifest).expect("skin-v1 describes its matrix")
+    }
+
+    /// The noise-weighted estimate of an excess whose blue reads `blue_error` too light, with
+    /// channel uncertainties `sigmas`: `(melanin, hemoglobin)`.
+    fn weighted_estimate(
+        w: &ChromophoreWeighting,
+        truth: [f64; 3],
+        blue_error: f64,
+        sigmas: [f64; 3],
+    ) -> (f64, f64) {
+        let mut d = [0.0; 3];
+        for (c, dc) in d.iter_mut().enumerate() {
+            *dc = (0..3).map(|k| w.matrix[c][k] * truth[k]).sum::<f64>();
+        }
+        d[2] -= blue_error;
+        // The model's exact three-channel solution x₀ = A⁻¹d, then the closed-form correction.
+        let inv = invert3(w.matrix);
+        let x0: Vec<f64> = (0..3)
+            .map(|i| (0..3).map(|c| inv[i][c] * d[c]).sum())
+            .collect();
+        let [cm, ch] = w.shading_coefficients(sigmas);
+        (x0[0] - cm * x0[2], x0[1] - ch * x0[2])
+    }
+
+    fn invert3(m: [[f64; 3]; 3]) -> [[f64; 3]; 3] {
+        let det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
+            - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+            + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
+        let mut inv = [[0.0; 3]; 3];
+        for (i, row) in inv.iter_mut().enumerate() {
+            for (j, v) in row.iter_mut().enumerate() {
+                let (r0, r1) = ((j + 1) % 3, (j + 2) % 3);
+                let (c0, c1) = ((i + 1) % 3, (i + 2) % 3);
+                *v = (m[r0][c0] * m[r1][c1] - m[r0][c1] * m[r1][c0]) / det;
+            }
+        }
+        inv
+    }
+
+    #[test]
+    fn trusted_channels_keep_the_three_channel_solution() {
+        let w = weighting();
+        // A macule with a little relief, every channel known to 0.01 OD: the prior (0.2 OD)
+        // is negligible and melanin, hemoglobin are the model's.
+        let (m, h) = weighted_estimate(&w, [1.5, 0.2, 0.1], 0.0, [0.01; 3]);
+        assert!((m - 1.5).abs() < 0.01 && (h - 0.2).abs() < 0.01, "{m} {h}");
+    }
+
+    #[test]
+    fn a_biased_blue_gives_way_to_red_and_green() {
+        let w = weighting();
+        // A macule's melanin excess 1.5 whose blue reads 0.8 OD light (noise clipped at 0):
+        // the three-channel melanin loses most of it, the weighted estimate keeps it.
+        let truth = [1.5, 0.0, 0.0];
+        let inv = invert3(w.matrix);
+        let three_channel = 1.5 - inv[0][2] * 0.8;
+        assert!(
+            three_channel < 0.0,
+            "the bias alone erases it: {three_channel}"
+        );
+        let (m, h) = weighted_estimate(&w, truth, 0.8, [0.01, 0.01, 0.9]);
+        assert!((m - 1.5).abs() < 0.2, "melanin {m}");
+        assert!(h.abs() < 0.1, "hemoglobin {h}");
+    }
+
+    #[test]
+    fn the_clip_bias_inverts_the_rectified_mean() {
+        // Mean of max(0, μ + σZ) by a fine quadrature, for μ from below 0 to well above σ.
+        let rectified_mean = |mu: f64, sigma: f64| {
+            let n = 20_000;
+            (0..n)
+                .map(|i| {
+                    let z = -8.0 + 16.0 * (i as f64 + 0.5) / n as f64;
+                    let density = (-0.5 * z * z).exp() / (2.0 * std::f64::consts::PI).sqrt();
+                    (mu + sigma * z).max(0.0) * density * 16.0 / n as f64
+                })
+                .sum::<f64>()
+        };
+        for mu in [-2.0, 0.0, 1.0, 3.0, 10.0, 30.0] {
+            let level = rectified_mean(mu, 4.0);
+            let back = unclipped_level(level, 4.0);
+            assert!((back - mu).abs() < 0.01, "μ {mu}: level {level} → {back}");
+        }
+        // A macule's blue at one code under 4-code noise reads about 2.1 codes: its density is
+        // ln(2.1) ≈ 0.75 OD too light from the clipping alone, and its pixels' densities spread
+        // wider still, so the channel counts for nothing; 120 codes are a few thousandths of OD.
+        let level = rectified_mean(1.0, 4.0);
+        assert!((level - 2.15).abs() < 0.05, "{level}");
+        let at_macule = density_uncertainty(level, 4.0, 1e9);
+        assert!(at_macule > 1.0, "{at_macule}");
+        let bright = density_uncertainty(120.0, 4.0, 1e9);
+        assert!(bright < 0.01, "{bright}");
+    }
+
+    #[test]
+    fn channel_noise_is_read_from_the_photo() {
+        // A smooth gradient with Gaussian noise of σ 3 codes (Box–Muller from a fixed LCG).
+        let mut state = 12345u64;
+        let mut uniform = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+        };
+        let mut gauss = || {
+            let (u, v) = (uniform(), uniform());
+            (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+        };
+        let (w, h) = (300u32, 200u32);
+        let mut photo = Rgb32FImage::new(w, h);
+        for (x, y, p) in photo.enumerate_pixels_mut() {
+            let base = 60.0 + 0.2 * f64::from(x) + 0.1 * f64::from(y);
+            for (value, sigma) in p.0.iter_mut().zip([3.0, 1.0, 0.0]) {
+                let v = (base + sigma * gauss()).round().clamp(0.0, 255.0);
+                *value = (v / 255.0) as f32;
+            }
+        }
+        let noise = channel_noise_codes(&photo, (0, 0, w, h));
+        assert!((noise[0] - 3.0).abs() < 0.15, "{noise:?}");
+        assert!((noise[1] - 1.0).abs() < 0.1, "{noise:?}");
+        // Rounding alone: about 1/√12 code, read through the quarter-code steps.
+        assert!(noise[2] < 0.4, "{noise:?}");
+    }
+
+    #[test]
+    fn relief_does_not_take_the_shading_prior() {
+        // Relief darkens red and green alike; melanin red 0.67 as much; plain skin is let be.
+        assert_eq!(prior_weight(0.3, 0.3), 0.0);
+        assert_eq!(prior_weight(0.2, 0.3), 1.0);
+        assert_eq!(prior_weight(0.001, 0.01), 1.0);
+        let between = prior_weight(0.25, 0.3);
+        assert!(between > 0.0 && between < 1.0, "{between}");
+    }
+
     #[test]
     fn mirror_index_reflects_without_repeating_edges() {
         let got: Vec<usize> = (-3..7).map(|i| mirror_index(i, 4)).collect();
@@ -587,6 +1064,9 @@ mod tests {
             srgb: Rgb32FImage::new(40, 30),
             low_noise: None,
             low_noise_map: std::sync::OnceLock::new(),
+            weighting: None,
+            photo_noise_codes: [0.0; 3],
+            weighted_excess: std::sync::OnceLock::new(),
             leak_bands: std::sync::OnceLock::new(),
             smoothed: SmoothedChannels::default(),
         };

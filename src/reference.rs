@@ -251,6 +251,30 @@ impl SkinReference {
         })
     }
 
+    /// The decomposition's background smoothing (`graph.filters.chromophore_background`, the
+    /// `G(σ) * x` of the excess channels) of a plane of any size: mirrored by the filter's
+    /// reach (and up to the pyramid's multiple), smoothed as the graph does, cropped back.
+    ///
+    /// Why: the metrics' noise-weighted chromophore excess
+    /// ([`crate::model::ChromophoreWeighting`]) needs the shading's excess over the same
+    /// background the model takes for melanin and hemoglobin.
+    pub(crate) fn chromophore_background(&self, x: &Array2<f32>) -> Array2<f32> {
+        let filt = &self.chromophore_background;
+        let f = filt.pyramid_factor.max(1);
+        let margin = (3.0 * filt.sigma_px).ceil() as usize;
+        let margin = margin.div_ceil(f) * f;
+        let (h, w) = x.dim();
+        let (ph, pw) = (
+            (h + 2 * margin).div_ceil(f) * f,
+            (w + 2 * margin).div_ceil(f) * f,
+        );
+        let at = |i: usize, n: usize| crate::model::mirror_index(i as i64 - margin as i64, n);
+        let padded = Array2::from_shape_fn((ph, pw), |(y, xx)| x[[at(y, h), at(xx, w)]]);
+        smooth(&padded, filt)
+            .slice(ndarray::s![margin..margin + h, margin..margin + w])
+            .to_owned()
+    }
+
     /// The smoothing steps, in graph order:
     /// pore_center, pore_surround, scar_surround, scar_energy, chromophore_background.
     pub fn filters(&self) -> [&Smoothing; 5] {
