@@ -484,7 +484,7 @@ fn grouped_median(values: &mut [f32]) -> f64 {
 ///
 /// Both vanish for a channel many σ above 0, and δ is then a few thousandths of OD.
 pub fn density_uncertainty(level: f64, noise: f64, samples: f64) -> f64 {
-    let density = |v: f64| -f64::from(srgb_to_linear((v.max(MIN_LEVEL_CODES) / 255.0) as f32)).ln();
+    let density = |v: f64| f64::from(optical_density((v.max(MIN_LEVEL_CODES) / 255.0) as f32));
     // Beyond 6σ the clipped tail is below 1e-9 of σ.
     let clipped = if noise > 0.0 && level < 6.0 * noise {
         density(unclipped_level(level, noise)) - density(level)
