@@ -510,6 +510,36 @@ fn wide_patches_are_measured_whole() {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
+/// Sensor noise of σ 0.002 (linear) neither adds nor loses a scar on light and tan skin: the
+/// count equals the clean image's, on five seeds. The shallow rolling scars (0.06 mm deep,
+/// ±4% shading) are found by their relief dipole only just above threshold; before the
+/// dipole's walls were looked for around the candidate (`DIPOLE_MARGIN_MM` in
+/// `src/metrics.rs`), tan seed 41 lost one (6 → 5). (Dark skin is the known gap below: there
+/// the noise in the shading's blue channel hides these scars, 1–2 of 5–7 lost.)
+#[test]
+fn mild_noise_keeps_the_scar_count_on_light_and_tan_skin() {
+    let mut a = analyzer();
+    let mut failures = Vec::new();
+    for tone in [TonePreset::Light, TonePreset::Tan] {
+        for seed in [11, 12, 41, 42, 43] {
+            let clean = compare(&mut a, &spec(tone, seed), "clean").unwrap();
+            let mut s = spec(tone, seed);
+            s.nuisances.noise_sigma = 0.002;
+            let noisy = compare(&mut a, &s, "noise").unwrap();
+            // Exact: one scar of 5–7 is 14–20%, beyond the 5% a nuisance may move a metric.
+            if noisy.scar_count().measured != clean.scar_count().measured {
+                failures.push(format!(
+                    "{} seed {seed}: scars {} clean, {} with noise",
+                    tone.name(),
+                    clean.scar_count().measured,
+                    noisy.scar_count().measured
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
 /// Sensor noise and JPEG re-encoding. Known gap (issue 3 stays open). Since model 1.1 pores
 /// hold on every tone (dark q90 79–80 of 80), but on dark skin one code value of blue is
 /// ~0.07 OD, so JPEG's ±1-code blue contours and σ = 0.002 linear noise still put ~0.1–0.3
