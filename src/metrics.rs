@@ -783,14 +783,14 @@ const RELIEF_LOBE_K: f32 = 3.0;
 /// How far beyond a scar candidate its relief dipole's walls are looked for, mm.
 ///
 /// Why: a candidate is where the local RMS of the scar band (`scar_energy`) clears its
-/// threshold, and for a shallow rolling scar that is only just so (energy 0.0104 for a
-/// threshold of 0.0101 on a tan phantom under σ 0.002 noise): its part above threshold
-/// shrank from 274 to 66 pixels and held half of the shadowed wall (0.0151 for a wall
-/// threshold of 0.0151, against 0.0210 on the clean phantom), so the scar was lost. The
-/// walls of a dipole lie around the energy's peak, not inside its thresholded core. 0.3 mm
-/// is under half the energy's 0.8-mm window, so a candidate does not borrow the lobes of a
-/// lesion beside it (seen: no scar count changed on the 312 independently rendered
-/// phantoms, nor on the accuracy tests' clean phantoms).
+/// threshold, and for a shallow rolling scar that is only just so. On a tan phantom under
+/// σ 0.002 noise (read with a debug print) the energy was 0.0104 for a threshold of 0.0101,
+/// its part above threshold shrank from 274 to 66 pixels and held only part of the shadowed
+/// wall (0.0151 for a wall threshold of 0.0151, against 0.0210 on the clean phantom), so the
+/// scar was lost. The walls of a dipole lie around the energy's peak, not inside its
+/// thresholded core. 0.3 mm is under half the energy's 0.8-mm window, so a candidate does not
+/// borrow the lobes of a lesion beside it (seen: no scar count changed on the 312
+/// independently rendered phantoms, nor on the accuracy tests' clean phantoms).
 const DIPOLE_MARGIN_MM: f64 = 0.3;
 
 /// Largest distance from a scar's energy peak to its half-max edge that is searched, mm: the
@@ -2259,6 +2259,7 @@ fn grow(pixels: &[Pixel], radius: usize, mask: &Array2<bool>) -> Vec<Pixel> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn grow_adds_a_disk_around_each_pixel_inside_the_mask() {
@@ -2274,7 +2275,6 @@ mod tests {
         assert_eq!(grow(&[(0, 0)], 1, &mask).len(), 3);
         assert_eq!(grow(&[(3, 3), (0, 8)], 0, &mask), vec![(3, 3), (0, 8)]);
     }
-    use super::*;
 
     #[test]
     fn components_are_eight_connected() {
