@@ -453,11 +453,15 @@ pub fn measure_region(
                         .map(|&(y, x)| map[[y, x]])
                         .fold(f32::MIN, f32::max);
                     let extent_within = |within: usize| {
-                        if patch.mottled {
-                            patch_extent(&b, map, &mask, within, peak_smoothing_px, t)
-                        } else {
-                            half_max_extent(&b, map, &mask, within)
-                        }
+                        patch_extent(
+                            &b,
+                            map,
+                            &mask,
+                            within,
+                            peak_smoothing_px,
+                            t,
+                            patch.peak_min_fraction,
+                        )
                     };
                     let (extent, contrast) = whole_patch(
                         extent_within,
@@ -540,6 +544,7 @@ pub fn measure_region(
             min_area_mm2: settings.pigment_min_area_mm2,
             gain: maps.low_noise.map(|l| l.melanin_gain),
             mottled: true,
+            peak_min_fraction: MACULE_PEAK_MIN_FRACTION,
         },
     );
     let (hemoglobin_excess, redness) = patches(
@@ -550,6 +555,7 @@ pub fn measure_region(
             min_area_mm2: settings.redness_min_area_mm2,
             gain: maps.low_noise.map(|l| l.hemoglobin_gain),
             mottled: false,
+            peak_min_fraction: ERYTHEMA_PEAK_MIN_FRACTION,
         },
     );
 
@@ -719,11 +725,15 @@ struct PatchChannel<'a> {
     /// Darkening of the low-noise shading per unit of excess (see [`confirmed_by_shading`]).
     gain: Option<f32>,
     /// The map's spread on skin is mostly texture that grows with the chromophore itself:
-    /// detect with [`mottled_threshold`] and measure with [`patch_extent`]. True for
-    /// melanin. Not for hemoglobin: its mottle does not grow with skin tone, and on the
-    /// portraits these rules (with a 3σ̂ floor, before the extent's bounds) tripled erythema
-    /// area's noise floor (0.0174 → 0.0557) for no gain on any phantom's tolerance.
+    /// detect with [`mottled_threshold`]. True for melanin. Not for hemoglobin: its mottle
+    /// does not grow with skin tone, and on the portraits this rule with the melanin
+    /// extent's bounds (a 3σ̂ floor then) tripled erythema area's noise floor
+    /// (0.0174 → 0.0557) for no gain on any phantom's tolerance.
     mottled: bool,
+    /// The smoothed peak that sets a patch's extent counts as at least this fraction of its
+    /// highest pixel ([`patch_extent`]): [`MACULE_PEAK_MIN_FRACTION`] or
+    /// [`ERYTHEMA_PEAK_MIN_FRACTION`].
+    peak_min_fraction: f32,
 }
 
 /// Severity scores: 0 (none) … 100 (most severe), strictly increasing in their inputs and
@@ -1785,25 +1795,49 @@ const PATCH_PEAK_SMOOTHING_MM: f64 = 1.2;
 /// radius, so a small spot's peak is hardly lowered by it.
 const PATCH_PEAK_SMOOTHING_FRACTION: f64 = 0.5;
 
-/// The smoothed peak counts as at least this fraction of the patch's highest pixel.
+/// A macule's smoothed peak counts as at least this fraction of its highest pixel.
 ///
 /// Why: a small bright spot on a broad faint pedestal (a JPEG chroma block beside a
 /// speck) reads the pedestal under a wide smoothing, and the iteration then settles on the
 /// pedestal's extent: an intermediate phantom at 5 px/mm and JPEG q85 measured 3.8% for
 /// 1.2%. The textured macules of the independent renderer read 0.55–0.92 of their highest
 /// pixel (a few 0.4–0.5), so this bound costs them little (0.902 → 0.898 of the true area).
-const PATCH_PEAK_MIN_FRACTION: f32 = 0.5;
+const MACULE_PEAK_MIN_FRACTION: f32 = 0.5;
+
+/// An erythema patch's smoothed peak counts as at least this fraction of its highest pixel.
+///
+/// Why a smoothed peak at all: JPEG's coarse chroma (4:2:0 and the chroma quantization table)
+/// low-passes a patch's hemoglobin. On a light phantom (seed 41) at q90 the top of a 5-mm
+/// patch fell from 0.310 to 0.275 OD at the same pixel while its flanks rose, so half of the
+/// highest pixel cut 12% further out (2111 → 2366 px). Read under smoothing, the clean dome
+/// and the flattened one give nearly the same peak. Over seeds 41 and 11–14 (light and tan
+/// skin at q90, every tone under σ 0.002 noise, whose highest pixel is plateau plus noise),
+/// 5 of those 25 pairs moved the erythema area by more than 5%, against 10 with the highest
+/// pixel; worst +7.4% and −14.5%, against +25.5% and −62%.
+///
+/// What it costs: on a textureless dome the smoothed peak falls to this bound and the extent
+/// reads 14% wide. On the phantoms that partly offsets the local background's rise under a
+/// patch, which shrinks its excess: clean phantoms read 8–14% under the true area, against
+/// 17–20% with the highest pixel.
+///
+/// Why higher than the macules' bound: hemoglobin has no mottle that grows with the skin's
+/// colour, so its highest pixel is near the plateau, while the portraits' faint redness (a
+/// speck on faint broad redness around the eyes or on a forehead) flickers in and out
+/// between re-photographs. With 0.5 such a speck arrived measured as its pedestal, and the
+/// portrait noise floor of redness area rose from 4.8× to 5.5× the median non-zero area
+/// (0.0174 at 0.0036 → 0.0303 at 0.0055); with 0.8 it is 4.7× (0.0236 at 0.0050).
+const ERYTHEMA_PEAK_MIN_FRACTION: f32 = 0.8;
 
 /// Rounds of [`patch_extent`]'s fixed-point iteration; the extent changes by a few pixels
 /// at most after the third.
 const PATCH_EXTENT_ROUNDS: usize = 4;
 
-/// The extent of a mottled (melanin) patch: connected to its peak, at half of the patch's
-/// peak read under a smoothing of half its equivalent radius (at most
+/// The extent of a patch (a macule or erythema): connected to its peak, at half of the
+/// patch's peak read under a smoothing of half its equivalent radius (at most
 /// [`PATCH_PEAK_SMOOTHING_MM`]), found by a few rounds of fixed-point iteration started
 /// from the largest smoothing. The level stays at or above half the detection threshold
 /// `t` (below it the map is the texture's, not the patch's) and the smoothed peak at or above
-/// [`PATCH_PEAK_MIN_FRACTION`] of the highest pixel.
+/// `min_fraction` of the highest pixel.
 ///
 /// Why not the plain [`half_max_extent`]: skin texture rides on a macule as on the skin
 /// around it, so the map's highest pixel in a macule is its plateau plus the texture's
@@ -1819,6 +1853,7 @@ fn patch_extent(
     reach: usize,
     max_smoothing_px: f32,
     t: f32,
+    min_fraction: f32,
 ) -> Blob {
     let seed = peak_pixel(blob, map);
     let mut extent = extent_at(seed, 0.5 * map[seed], map, mask, reach);
@@ -1832,7 +1867,7 @@ fn patch_extent(
         } else {
             ((PATCH_PEAK_SMOOTHING_FRACTION * radius) as f32).min(max_smoothing_px)
         };
-        let peak = smoothed_peak(&extent, map, sigma).max(PATCH_PEAK_MIN_FRACTION * map[seed]);
+        let peak = smoothed_peak(&extent, map, sigma).max(min_fraction * map[seed]);
         let level = (0.5 * peak).max(0.5 * t);
         if level >= map[seed] {
             break;
@@ -2402,12 +2437,106 @@ mod tests {
         };
         let truth = std::f32::consts::PI * r * r;
         let plain = half_max_extent(&seed, map.view(), &mask, n).len() as f32;
-        let patch = patch_extent(&seed, map.view(), &mask, n, 12.0, 0.5).len() as f32;
+        let patch = patch_extent(
+            &seed,
+            map.view(),
+            &mask,
+            n,
+            12.0,
+            0.5,
+            MACULE_PEAK_MIN_FRACTION,
+        )
+        .len() as f32;
         assert!(plain < 0.5 * truth, "plain half-max {plain} of {truth}");
         assert!(
             (patch / truth - 1.0).abs() < 0.1,
             "patch extent {patch} of {truth}"
         );
+    }
+
+    /// An erythema-like dome, exp(−ln2·ρ⁴) of radius `r` px and height `peak`, centred on an
+    /// `n`×`n` map: the phantoms' profile, at half its peak exactly at ρ = 1.
+    fn dome(n: usize, r: f32, peak: f32) -> Array2<f32> {
+        let c = n as f32 / 2.0;
+        Array2::from_shape_fn((n, n), |(y, x)| {
+            let rho2 = ((y as f32 - c).powi(2) + (x as f32 - c).powi(2)) / (r * r);
+            peak * (-std::f32::consts::LN_2 * rho2 * rho2).exp()
+        })
+    }
+
+    #[test]
+    fn an_erythema_extent_holds_when_its_top_is_flattened() {
+        // JPEG's coarse chroma low-passes a patch's hemoglobin: its top falls and its flanks
+        // rise. A 6-px Gaussian blur of a 20-px dome stands in for it (its top falls 2.4%).
+        // Half of the highest pixel moves the extent by 5.7%; the smoothed peak by 0.6%.
+        let (n, r) = (96, 20.0);
+        let clean = dome(n, r, 0.3);
+        let flattened = smooth(clean.view(), 6.0);
+        let mask = Array2::from_elem((n, n), true);
+        let c = n / 2;
+        let seed = Blob {
+            pixels: vec![(c, c)],
+        };
+        let area = |map: &Array2<f32>, smoothed: bool| {
+            let b = if smoothed {
+                patch_extent(
+                    &seed,
+                    map.view(),
+                    &mask,
+                    n,
+                    12.0,
+                    0.05,
+                    ERYTHEMA_PEAK_MIN_FRACTION,
+                )
+            } else {
+                half_max_extent(&seed, map.view(), &mask, n)
+            };
+            b.len() as f32
+        };
+        let plain = area(&flattened, false) / area(&clean, false) - 1.0;
+        let patch = area(&flattened, true) / area(&clean, true) - 1.0;
+        assert!(
+            plain.abs() > 0.04,
+            "the blur should move the plain extent: {plain:+.3}"
+        );
+        assert!(patch.abs() < 0.02, "smoothed-peak extent moved {patch:+.3}");
+        // The cost (see ERYTHEMA_PEAK_MIN_FRACTION): the clean dome's smoothed peak falls to
+        // the bound, and its extent reads 14% wide.
+        let wide = area(&clean, true) / (std::f32::consts::PI * r * r);
+        assert!(
+            (1.10..1.18).contains(&wide),
+            "clean dome read {wide:.3} of its area"
+        );
+    }
+
+    #[test]
+    fn a_speck_on_faint_redness_is_measured_as_the_speck() {
+        // A 3-px speck of 1.0 on a 20-px pedestal of 0.35 (a red speck on faint broad
+        // redness). A bound of half the highest pixel lets the smoothed peak settle on the
+        // pedestal; the erythema bound keeps the level above it.
+        let n = 96;
+        let c = (n / 2) as f32;
+        let map = Array2::from_shape_fn((n, n), |(y, x)| {
+            let d = ((y as f32 - c).powi(2) + (x as f32 - c).powi(2)).sqrt();
+            if d <= 3.0 {
+                1.0
+            } else if d <= 20.0 {
+                0.35
+            } else {
+                0.0
+            }
+        });
+        let mask = Array2::from_elem((n, n), true);
+        let seed = Blob {
+            pixels: vec![(n / 2, n / 2)],
+        };
+        let extent = |min_fraction| {
+            patch_extent(&seed, map.view(), &mask, n, 12.0, 0.05, min_fraction).len()
+        };
+        let speck = half_max_extent(&seed, map.view(), &mask, n).len();
+        let pedestal = std::f32::consts::PI * 20.0 * 20.0;
+        assert_eq!(extent(ERYTHEMA_PEAK_MIN_FRACTION), speck);
+        assert!(extent(MACULE_PEAK_MIN_FRACTION) as f32 > 0.9 * pedestal);
     }
 
     #[test]

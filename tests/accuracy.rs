@@ -540,12 +540,56 @@ fn mild_noise_keeps_the_scar_count_on_light_and_tan_skin() {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
+/// Erythema area under JPEG q90 and σ 0.002 linear noise, on five seeds: JPEG's coarse chroma
+/// flattens a patch's top and lifts its flanks, and noise raises its highest pixel, so an
+/// extent at half the highest pixel moved (up to +25.5% on tan seed 13 at q90, −62% on dark
+/// seed 13 under noise; 10 of these 25 pairs beyond 5%). Since 0.4.9 the extent is at half a
+/// peak read under smoothing (`ERYTHEMA_PEAK_MIN_FRACTION` in `src/metrics.rs`): 5 of 25
+/// beyond 5%, worst +7.4% (tan seed 13, whose faint patch JPEG itself reddens: peak
+/// 0.144 → 0.171) and −14.5% (dark seed 41). Tolerances: 10% on light and tan skin, 15% on
+/// dark skin under noise (the issue's 5% is the ignored test below).
+#[test]
+fn jpeg_and_noise_keep_the_erythema_area() {
+    let mut a = analyzer();
+    let mut failures = Vec::new();
+    let jpeg: Nuisance = |s| s.nuisances.jpeg_quality = Some(90);
+    let noise: Nuisance = |s| s.nuisances.noise_sigma = 0.002;
+    for seed in [41, 11, 12, 13, 14] {
+        for tone in TONES {
+            let clean = compare(&mut a, &spec(tone, seed), "clean").unwrap();
+            let nuisances: &[(&str, Nuisance, f64)] = match tone {
+                TonePreset::Dark => &[("noise", noise, 0.15)],
+                _ => &[("jpeg q90", jpeg, 0.10), ("noise", noise, 0.10)],
+            };
+            for &(name, apply, tolerance) in nuisances {
+                let mut s = spec(tone, seed);
+                apply(&mut s);
+                let c = compare(&mut a, &s, name).unwrap();
+                let (x, y) = (
+                    clean.redness_area_pct().measured,
+                    c.redness_area_pct().measured,
+                );
+                if relative_change(x, y) > tolerance {
+                    failures.push(format!(
+                        "{} seed {seed} {name}: redness area {x:.3} -> {y:.3}",
+                        tone.name()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
 /// Sensor noise and JPEG re-encoding. Known gap (issue 3 stays open). Since model 1.1 pores
 /// hold on every tone (dark q90 79–80 of 80), but on dark skin one code value of blue is
 /// ~0.07 OD, so JPEG's ±1-code blue contours and σ = 0.002 linear noise still put ~0.1–0.3
 /// of noise into the melanin/hemoglobin projection (the adaptive thresholds rise above faint
 /// macules and erythema) and into the Tsumura shading the scar band uses; and with only ~6
-/// scars per phantom a single scar gained or lost is a 17% change.
+/// scars per phantom a single scar gained or lost is a 17% change. In 0.4.9 it fails on 8
+/// lines: the scar count ±1 (light and tan JPEG, dark noise and JPEG), dark pores under noise
+/// (80 → 90), dark erythema under noise (−14%) and JPEG, and dark pigment under JPEG (+5.6%).
+/// Light and tan erythema under JPEG (+6.6%, −5.1% before) pass since 0.4.9.
 #[test]
 #[ignore = "known gap, issue 3: JPEG q90 and noise on dark skin move counts by > 5%"]
 fn noise_and_jpeg_change_metrics_by_at_most_5_percent() {
