@@ -1809,11 +1809,13 @@ const MACULE_PEAK_MIN_FRACTION: f32 = 0.5;
 /// Why a smoothed peak at all: JPEG's coarse chroma (4:2:0 and the chroma quantization table)
 /// low-passes a patch's hemoglobin. On a light phantom (seed 41) at q90 the top of a 5-mm
 /// patch fell from 0.310 to 0.275 OD at the same pixel while its flanks rose, so half of the
-/// highest pixel cut 12% further out (2111 → 2366 px). Read under smoothing, the clean dome
-/// and the flattened one give nearly the same peak. Over seeds 41 and 11–14 (light and tan
-/// skin at q90, every tone under σ 0.002 noise, whose highest pixel is plateau plus noise),
-/// 5 of those 25 pairs moved the erythema area by more than 5%, against 10 with the highest
-/// pixel; worst +7.4% and −14.5%, against +25.5% and −62%.
+/// highest pixel cut 12% further out (2111 → 2366 px; a temporary debug print of the map).
+/// Read under smoothing, the clean dome and the flattened one give nearly the same peak.
+/// Over seeds 41 and 11–14 (light and tan skin at q90, every tone under σ 0.002 noise, whose
+/// highest pixel is plateau plus noise), 5 of those 25 pairs moved the erythema area by more
+/// than 5%, against 10 with the highest pixel; worst +7.3% and −14.5%, against +25.5% and
+/// −62% (printed by the accuracy test `jpeg_and_noise_keep_the_erythema_area`; a bound of
+/// 1.0 is the old rule exactly).
 ///
 /// What it costs: on a textureless dome the smoothed peak falls to this bound and the extent
 /// reads 14% wide. On the phantoms that partly offsets the local background's rise under a
@@ -1825,7 +1827,8 @@ const MACULE_PEAK_MIN_FRACTION: f32 = 0.5;
 /// speck on faint broad redness around the eyes or on a forehead) flickers in and out
 /// between re-photographs. With 0.5 such a speck arrived measured as its pedestal, and the
 /// portrait noise floor of redness area rose from 4.8× to 5.5× the median non-zero area
-/// (0.0174 at 0.0036 → 0.0303 at 0.0055); with 0.8 it is 4.7× (0.0236 at 0.0050).
+/// (0.0174 at 0.0036 → 0.0303 at 0.0055); with 0.8 it is 4.7× (0.0236 at 0.0050). Figures
+/// from `cargo run --release --example noise_floor` with this constant at 1.0, 0.5 and 0.8.
 const ERYTHEMA_PEAK_MIN_FRACTION: f32 = 0.8;
 
 /// Rounds of [`patch_extent`]'s fixed-point iteration; the extent changes by a few pixels
