@@ -32,6 +32,7 @@ pub mod face;
 pub mod io;
 pub mod metrics;
 pub mod model;
+pub mod noise;
 pub mod overlay;
 pub mod phantom;
 pub mod progress_report;

@@ -365,27 +365,38 @@ pub fn measure_region(
         disk_area_px(pore_min_mm, px_per_mm),
         disk_area_px(settings.pore_max_diameter_mm, px_per_mm),
     );
-    let detect_pores =
-        |response: ndarray::ArrayView2<'_, f32>, t: f32, exclusion: &Array2<bool>| -> Vec<Blob> {
-            let mut candidates = threshold(response, &mask, t);
-            candidates.zip_mut_with(exclusion, |p, &s| *p &= !s);
-            components(&candidates)
-                .into_iter()
-                .filter(|b| !peak_on_boundary(b, response, &mask))
-                .map(|b| half_max_extent(&b, response, &mask, 16))
-                .filter(|b| (min_pore..=max_pore).contains(&(b.len() as f64)))
-                .collect()
-        };
+    // Candidates are thresholded on `detection` (the band scaled to the region's noise, see
+    // [`noise_scaled`]); a pore's size and strength are read on `response` itself.
+    let detect_pores = |detection: ndarray::ArrayView2<'_, f32>,
+                        response: ndarray::ArrayView2<'_, f32>,
+                        t: f32,
+                        exclusion: &Array2<bool>|
+     -> Vec<Blob> {
+        let mut candidates = threshold(detection, &mask, t);
+        candidates.zip_mut_with(exclusion, |p, &s| *p &= !s);
+        components(&candidates)
+            .into_iter()
+            .filter(|b| !peak_on_boundary(b, response, &mask))
+            .map(|b| half_max_extent(&b, response, &mask, 16))
+            .filter(|b| (min_pore..=max_pore).contains(&(b.len() as f64)))
+            .collect()
+    };
+    let scaled = maps
+        .pore_noise()
+        .map(|noise| noise_scaled(pore_response, window.cut(noise.view()), &mask));
+    let detection = scaled.as_ref().map_or(pore_response, |d| d.view());
     let pore_t = {
         let t0 = adaptive(pore_response, settings.pore_threshold);
-        let negated = pore_response.mapv(|v| -v);
+        let negated = detection.mapv(|v| -v);
+        let negated_response = pore_response.mapv(|v| -v);
         let dipole_reach = (RELIEF_PARTNER_MM * px_per_mm).ceil() as usize;
-        let mut false_peaks: Vec<f32> = detect_pores(negated.view(), t0, &exclusion)
-            .iter()
-            .map(|b| (peak(b, negated.view()), b))
-            .filter(|(p, b)| !has_darker_partner(b, *p, pore_response, dipole_reach))
-            .map(|(p, _)| p)
-            .collect();
+        let mut false_peaks: Vec<f32> =
+            detect_pores(negated.view(), negated_response.view(), t0, &exclusion)
+                .iter()
+                .map(|b| (peak(b, negated.view()), b))
+                .filter(|(p, b)| !has_darker_partner(b, *p, detection, dipole_reach))
+                .map(|(p, _)| p)
+                .collect();
         false_peaks.sort_by(|a, b| b.total_cmp(a));
         let allowed = (settings.pore_false_alarms_per_cm2 * area_mm2 / 100.0).floor() as usize;
         // Raising the threshold to the (allowed + 1)-th strongest mirrored peak leaves about
@@ -393,7 +404,7 @@ pub fn measure_region(
         // threshold; splitting at the higher level is ignored).
         false_peaks.get(allowed).map_or(t0, |&p| t0.max(p))
     };
-    let mut pores = detect_pores(pore_response, pore_t, &exclusion);
+    let mut pores = detect_pores(detection, pore_response, pore_t, &exclusion);
     // A pore-sized pit is an icepick scar when it is much darker than the region's pores, and
     // a pore otherwise, whichever detector found it (see [`PIT_PORE_FACTOR`]).
     let mut peaks: Vec<f32> = pores.iter().map(|b| peak(b, pore_response)).collect();
@@ -414,7 +425,7 @@ pub fn measure_region(
             .collect();
         if scars.len() < before {
             exclusion = paint(&scars, mask.dim());
-            pores = detect_pores(pore_response, pore_t, &exclusion);
+            pores = detect_pores(detection, pore_response, pore_t, &exclusion);
         }
         let (pits, rest): (Vec<Blob>, Vec<Blob>) = pores
             .into_iter()
@@ -1558,6 +1569,39 @@ fn confirmed_by_shading(
     darkening >= CONFIRM_FRACTION * f64::from(gain) * predicted / n
 }
 
+/// `response` with each pixel's deviation from the region's median scaled down where the
+/// photo's noise there (`noise`, the band's standard deviation from
+/// [`crate::model::SkinMaps::pore_noise`]) is above the region's typical noise, so that one
+/// threshold admits the same rate of noise everywhere.
+///
+/// Why only the noise part: the region's spread σ of the band is its texture and its noise,
+/// `σ² = τ² + ν²` with ν the typical (median) noise; at a pixel whose noise is `n` the spread
+/// is `√(τ² + n²)`, and the deviation is scaled by `σ / √(τ² + n²)`. A pixel is never scaled
+/// up: where the photo is brighter and cleaner than typical the region's threshold stands, as
+/// it did before the noise was modelled. On a clean photo `n ≪ σ` and nothing changes; on a
+/// noisy one a macule that reflects 60% of the skin's light has 1.6 times its noise, and its
+/// threshold is raised by as much.
+fn noise_scaled(
+    response: ndarray::ArrayView2<'_, f32>,
+    noise: ndarray::ArrayView2<'_, f32>,
+    mask: &Array2<bool>,
+) -> Array2<f32> {
+    let (median, sigma) = robust_stats(response, mask);
+    let (typical, _) = robust_stats(noise, mask);
+    if typical <= 0.0 || sigma <= 0.0 {
+        return response.to_owned();
+    }
+    let nu = typical.min(sigma);
+    let tau2 = sigma * sigma - nu * nu;
+    let mut out = response.to_owned();
+    ndarray::Zip::from(&mut out).and(noise).for_each(|v, &n| {
+        let n = nu * n / typical;
+        let spread = (tau2 + n * n).sqrt().max(sigma);
+        *v = median + (*v - median) * sigma / spread;
+    });
+    out
+}
+
 /// How far from a bright spot in `pore_response` a darker partner is looked for, mm: the lit
 /// and shadowed walls of an icepick scar or a deep pore are less than a millimetre apart.
 const RELIEF_PARTNER_MM: f64 = 0.6;
@@ -2334,6 +2378,87 @@ mod tests {
             state ^= state << 17;
             (state % 10_000) as f64 / 10_000.0 < density
         })
+    }
+
+    /// Reproducible standard normal samples (xorshift + Box–Muller).
+    fn gaussian_field((h, w): (usize, usize), seed: u64) -> Array2<f32> {
+        let mut state = seed.max(1);
+        let mut uniform = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+        };
+        Array2::from_shape_fn((h, w), |_| {
+            let (u1, u2) = (uniform(), uniform());
+            ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+        })
+    }
+
+    /// A band of texture (0.002) and noise (0.01) whose central ninth is 1.7 times as noisy,
+    /// as a macule reflecting 60% of the light is; the noise map says so.
+    fn band_with_a_noisier_patch() -> (Array2<f32>, Array2<f32>, Array2<bool>) {
+        let (h, w) = (300, 300);
+        let inside = Array2::from_shape_fn((h, w), |(y, x)| {
+            (100..200).contains(&y) && (100..200).contains(&x)
+        });
+        let noise = inside.mapv(|i| if i { 0.017f32 } else { 0.01 });
+        let (texture, sensor) = (gaussian_field((h, w), 3), gaussian_field((h, w), 5));
+        let band = 0.002 * &texture + &(&noise * &sensor);
+        (band, noise, inside)
+    }
+
+    #[test]
+    fn a_noisier_patch_is_held_to_the_regions_false_alarm_rate() {
+        let (band, noise, inside) = band_with_a_noisier_patch();
+        let mask = Array2::from_elem(band.dim(), true);
+        let (median, sigma) = robust_stats(band.view(), &mask);
+        let t = median + 3.0 * sigma;
+        let rates = |map: &Array2<f32>| {
+            let count = |want: bool| {
+                let (hits, n) = map
+                    .iter()
+                    .zip(&inside)
+                    .filter(|(_, i)| **i == want)
+                    .fold((0, 0), |(h, n), (v, _)| (h + usize::from(*v > t), n + 1));
+                hits as f64 / n as f64
+            };
+            (count(true), count(false))
+        };
+        // One threshold: the patch's noise crosses it 20 times as often as the skin's.
+        let (patch, skin) = rates(&band);
+        assert!(patch > 10.0 * skin, "{patch} vs {skin}");
+        // Scaled to the noise, about as often (10 000 patch pixels: ±30% is 2σ of the count).
+        let scaled = noise_scaled(band.view(), noise.view(), &mask);
+        let (patch, skin) = rates(&scaled);
+        assert!(
+            patch < 1.6 * skin && patch > 0.4 * skin,
+            "{patch} vs {skin}"
+        );
+        // Where the noise is the region's typical, nothing is scaled (to float rounding).
+        for ((v, s), i) in band.iter().zip(&scaled).zip(&inside) {
+            if !i {
+                assert!((v - s).abs() <= 1e-6 * v.abs().max(1e-3), "{v} -> {s}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_band_without_noise_is_left_as_it_is() {
+        let (band, noise, _) = band_with_a_noisier_patch();
+        let mask = Array2::from_elem(band.dim(), true);
+        // The same texture, on a photo whose noise is a thousandth of it.
+        let clean = noise_scaled(band.view(), (&noise * 1e-4).view(), &mask);
+        let moved = band
+            .iter()
+            .zip(&clean)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(moved < 1e-6, "{moved}");
+        assert_eq!(
+            noise_scaled(band.view(), (&noise * 0.0).view(), &mask),
+            band
+        );
     }
 
     #[test]

@@ -151,6 +151,13 @@ pub struct SkinMaps {
     pub weighting: Option<ChromophoreWeighting>,
     /// Each channel's noise in the photo, 8-bit code values ([`channel_noise_codes`]).
     pub photo_noise_codes: [f64; 3],
+    /// Each channel's noise at each level in the photo ([`crate::noise::NoiseLevels`]).
+    pub noise_levels: [crate::noise::NoiseLevels; 3],
+    /// σ (working pixels) of the pore band's centre and surround Gaussians, when the manifest
+    /// gives them.
+    pub pore_band_px: Option<[f32; 2]>,
+    /// The pore band's noise per working pixel, computed on first use.
+    pore_noise: std::sync::OnceLock<Option<Array2<f32>>>,
     /// The noise-weighted `[melanin_excess, hemoglobin_excess]`, computed on first use.
     weighted_excess: std::sync::OnceLock<Option<[Array2<f32>; 2]>>,
     /// Scar-band maps for the metrics' chromophore leak fit, computed on first use.
@@ -334,26 +341,11 @@ impl ChromophoreWeighting {
         let hemoglobin = maps.channel("hemoglobin_excess")?;
         let shading = maps.channel("shading")?.to_owned();
         let shading_excess = &shading - &self.reference.chromophore_background(&shading);
-        // The weights vary over the levels' smoothing (0.3 mm), so they are computed on a grid
-        // of `f × f` blocks (f ≈ that σ in pixels) smoothed by σ/f, and each pixel takes its
-        // block's: a ninth of the work at 10 px/mm.
+        // The weights vary no faster than the levels' smoothing (0.3 mm): a `LevelGrid`.
         let sigma_px = LEVEL_SMOOTHING_MM * maps.px_per_mm;
-        let f = (sigma_px.round() as usize).max(1);
-        let (h, w) = shading_excess.dim();
-        let (bh, bw) = (h.div_ceil(f), w.div_ceil(f));
-        let blocks = |value: &dyn Fn(usize, usize) -> f32| {
-            let small = Array2::from_shape_fn((bh, bw), |(by, bx)| {
-                let (y1, x1) = (((by + 1) * f).min(h), ((bx + 1) * f).min(w));
-                let mut sum = 0.0;
-                for y in by * f..y1 {
-                    for x in bx * f..x1 {
-                        sum += value(y, x);
-                    }
-                }
-                sum / ((y1 - by * f) * (x1 - bx * f)) as f32
-            });
-            crate::metrics::smooth(small.view(), (sigma_px / f as f64) as f32)
-        };
+        let grid = LevelGrid::new(shading_excess.dim(), sigma_px);
+        let (f, (bh, bw)) = (grid.f, grid.blocks);
+        let blocks = |value: &dyn Fn(usize, usize) -> f32| grid.levels(value);
         let levels: Vec<Array2<f32>> = (0..3)
             .map(|c| blocks(&|y, x| 255.0 * maps.srgb.get_pixel(x as u32, y as u32).0[c]))
             .collect();
@@ -387,6 +379,48 @@ impl ChromophoreWeighting {
             out[1][[y, x]] -= ch * s;
         }
         Some(out)
+    }
+}
+
+/// Local levels over a smoothing of σ working pixels, computed on a grid of `f × f` blocks
+/// (f ≈ σ) smoothed by σ/f, each pixel taking its block's: a ninth of the work at 10 px/mm,
+/// for what varies no faster than that smoothing (channel weights, noise).
+struct LevelGrid {
+    /// The full map's `(h, w)`.
+    dim: (usize, usize),
+    /// Block side, working pixels.
+    f: usize,
+    /// The grid's `(h, w)`.
+    blocks: (usize, usize),
+    /// σ in working pixels.
+    sigma_px: f64,
+}
+
+impl LevelGrid {
+    fn new((h, w): (usize, usize), sigma_px: f64) -> LevelGrid {
+        let f = (sigma_px.round() as usize).max(1);
+        LevelGrid {
+            dim: (h, w),
+            f,
+            blocks: (h.div_ceil(f), w.div_ceil(f)),
+            sigma_px,
+        }
+    }
+
+    /// Each block's mean of `value(y, x)`, smoothed over the grid.
+    fn levels(&self, value: &dyn Fn(usize, usize) -> f32) -> Array2<f32> {
+        let ((h, w), f) = (self.dim, self.f);
+        let small = Array2::from_shape_fn(self.blocks, |(by, bx)| {
+            let (y1, x1) = (((by + 1) * f).min(h), ((bx + 1) * f).min(w));
+            let mut sum = 0.0;
+            for y in by * f..y1 {
+                for x in bx * f..x1 {
+                    sum += value(y, x);
+                }
+            }
+            sum / ((y1 - by * f) * (x1 - bx * f)) as f32
+        });
+        crate::metrics::smooth(small.view(), (self.sigma_px / f as f64) as f32)
     }
 }
 
@@ -586,6 +620,52 @@ impl SkinMaps {
 }
 
 impl SkinMaps {
+    /// The noise (standard deviation, natural-log OD) the photo's own noise puts into
+    /// `pore_response` at each working pixel; `None` when the manifest does not describe the
+    /// pore band or the photo's noise could not be measured.
+    ///
+    /// Each channel's noise at the pixel's level ([`crate::noise::NoiseLevels`]) goes through
+    /// the chromaticity filter, the resampling and the band ([`crate::noise::BandGain`]). The
+    /// levels are the working image's smoothed over [`LEVEL_SMOOTHING_MM`], so a pore does not
+    /// raise its own noise; like the chromophore weights they are computed on `f × f` blocks.
+    pub fn pore_noise(&self) -> Option<&Array2<f32>> {
+        self.pore_noise
+            .get_or_init(|| {
+                let [center, surround] = self.pore_band_px?;
+                let u = self.low_noise?.weights;
+                if self.noise_levels.iter().any(|n| n.at(0.5).is_none()) {
+                    return None;
+                }
+                let gain = crate::noise::BandGain::compute(
+                    self.zoom,
+                    CHROMATICITY_SIGMA_PX,
+                    center,
+                    surround,
+                );
+                let (w, h) = self.srgb.dimensions();
+                let (h, w) = (h as usize, w as usize);
+                let grid = LevelGrid::new((h, w), LEVEL_SMOOTHING_MM * self.px_per_mm);
+                let table = crate::noise::LinearTable::new();
+                let levels: Vec<Array2<f32>> = (0..3)
+                    .map(|c| {
+                        grid.levels(&|y, x| {
+                            table.linear(self.srgb.get_pixel(x as u32, y as u32).0[c])
+                        })
+                    })
+                    .collect();
+                let noise = Array2::from_shape_fn(grid.blocks, |b| {
+                    let v = [levels[0][b], levels[1][b], levels[2][b]];
+                    let sigma = [0, 1, 2].map(|c| self.noise_levels[c].at(v[c]).unwrap_or(0.0));
+                    gain.band_noise(v, sigma, u)
+                });
+                let f = grid.f;
+                Some(Array2::from_shape_fn((h, w), |(y, x)| {
+                    noise[[y / f, x / f]]
+                }))
+            })
+            .as_ref()
+    }
+
     /// One measured map ([`SkinMaps::measured`]) smoothed by a Gaussian of `sigma_px` working
     /// pixels (see [`crate::metrics::smooth`]), computed once per photo and shared by its
     /// regions.
@@ -721,11 +801,27 @@ impl SkinModel {
             low_noise_map: std::sync::OnceLock::new(),
             weighting: ChromophoreWeighting::from_manifest(&self.manifest),
             photo_noise_codes: channel_noise_codes(photo, crop),
+            noise_levels: crate::noise::NoiseLevels::measure(photo, crop),
+            pore_band_px: pore_band_px(&self.manifest),
+            pore_noise: std::sync::OnceLock::new(),
             weighted_excess: std::sync::OnceLock::new(),
             leak_bands: std::sync::OnceLock::new(),
             smoothed: SmoothedChannels::default(),
         })
     }
+}
+
+/// σ (working pixels) of the pore band's centre and surround, from the `pore_response`
+/// channel's `sigmas` in the manifest.
+fn pore_band_px(manifest: &SkinManifest) -> Option<[f32; 2]> {
+    let channel = manifest
+        .outputs
+        .channels
+        .iter()
+        .find(|c| c.name == "pore_response")?;
+    let sigmas = channel.extra.get("sigmas")?.as_array()?;
+    let sigma = |i: usize| Some(sigmas.get(i)?.get("sigma_px")?.as_f64()? as f32);
+    Some([sigma(0)?, sigma(1)?])
 }
 
 fn round_up(v: u32, m: u32) -> u32 {
@@ -1066,6 +1162,9 @@ mod tests {
             low_noise_map: std::sync::OnceLock::new(),
             weighting: None,
             photo_noise_codes: [0.0; 3],
+            noise_levels: Default::default(),
+            pore_band_px: None,
+            pore_noise: std::sync::OnceLock::new(),
             weighted_excess: std::sync::OnceLock::new(),
             leak_bands: std::sync::OnceLock::new(),
             smoothed: SmoothedChannels::default(),

@@ -589,15 +589,45 @@ fn jpeg_and_noise_keep_the_erythema_area() {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
+/// Pore count on dark skin under σ 0.002 linear noise, on five seeds, within the issue's 5% of
+/// the clean count. The same linear noise is larger in optical density where the skin is darker
+/// (σ/v), so one threshold per region let a macule's noise through: 85–90 pores for 80 clean
+/// (+6% to +12.5%) before 0.4.10, 9 of seed 41's 10 extra pores inside macules. Since 0.4.10 the
+/// pore band is scaled by its noise predicted pixel by pixel from the photo's own noise level
+/// functions (`src/noise.rs`, `noise_scaled` in `src/metrics.rs`): 80–84. Light and tan skin
+/// read 80 under the same noise either way. Every seed is printed
+/// (`cargo test --release --test accuracy -- noise_keeps_the_pore --nocapture`).
+#[test]
+fn noise_keeps_the_pore_count_on_dark_skin() {
+    let mut a = analyzer();
+    let mut failures = Vec::new();
+    for seed in [41, 11, 12, 13, 14] {
+        let clean = compare(&mut a, &spec(TonePreset::Dark, seed), "clean").unwrap();
+        let mut s = spec(TonePreset::Dark, seed);
+        s.nuisances.noise_sigma = 0.002;
+        let noisy = compare(&mut a, &s, "noise").unwrap();
+        let (x, y) = (clean.pore_count().measured, noisy.pore_count().measured);
+        println!(
+            "dark seed {seed} noise: pores {x} -> {y}, truth {}",
+            clean.pore_count().truth
+        );
+        if relative_change(x, y) > 0.05 {
+            failures.push(format!("dark seed {seed} noise: pores {x} -> {y}"));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
 /// Sensor noise and JPEG re-encoding. Known gap (issue 3 stays open). Since model 1.1 pores
 /// hold on every tone (dark q90 79–80 of 80), but on dark skin one code value of blue is
 /// ~0.07 OD, so JPEG's ±1-code blue contours and σ = 0.002 linear noise still put ~0.1–0.3
 /// of noise into the melanin/hemoglobin projection (the adaptive thresholds rise above faint
 /// macules and erythema) and into the Tsumura shading the scar band uses; and with only ~6
-/// scars per phantom a single scar gained or lost is a 17% change. In 0.4.9 it fails on 8
-/// lines: the scar count ±1 (light and tan JPEG, dark noise and JPEG), dark pores under noise
-/// (80 → 90), dark erythema under noise (−14%) and JPEG, and dark pigment under JPEG (+5.6%).
-/// Light and tan erythema under JPEG (+6.6%, −5.1% before) pass since 0.4.9.
+/// scars per phantom a single scar gained or lost is a 17% change. In 0.4.10 it fails on 7
+/// lines: the scar count ±1 (light and tan JPEG, dark noise and JPEG), dark erythema under
+/// noise (−14%) and JPEG, and dark pigment under JPEG (+5.6%). Light and tan erythema under
+/// JPEG (+6.6%, −5.1% before) pass since 0.4.9, dark pores under noise (80 → 90 before) since
+/// 0.4.10 (80 → 83).
 #[test]
 #[ignore = "known gap, issue 3: JPEG q90 and noise on dark skin move counts by > 5%"]
 fn noise_and_jpeg_change_metrics_by_at_most_5_percent() {
