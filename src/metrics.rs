@@ -266,11 +266,6 @@ pub fn measure_region(
         )
     };
 
-    let adaptive = |map: ndarray::ArrayView2<'_, f32>, t: f32| {
-        let (median, sigma) = robust_stats(map, &mask);
-        t.max(median + settings.noise_k * sigma)
-    };
-
     // Scars first: their footprint is excluded from pore detection, so a scar's dark floor
     // is not also counted as a cluster of pores.
     let energy = channel("scar_energy");
@@ -381,12 +376,15 @@ pub fn measure_region(
             .filter(|b| (min_pore..=max_pore).contains(&(b.len() as f64)))
             .collect()
     };
+    let pore_stats = robust_stats(pore_response, &mask);
     let scaled = maps
         .pore_noise()
-        .map(|noise| noise_scaled(pore_response, window.cut(noise.view()), &mask));
+        .map(|noise| noise_scaled(pore_response, pore_stats, window.cut(noise.view()), &mask));
     let detection = scaled.as_ref().map_or(pore_response, |d| d.view());
     let pore_t = {
-        let t0 = adaptive(pore_response, settings.pore_threshold);
+        let t0 = settings
+            .pore_threshold
+            .max(pore_stats.0 + settings.noise_k * pore_stats.1);
         let negated = detection.mapv(|v| -v);
         let negated_response = pore_response.mapv(|v| -v);
         let dipole_reach = (RELIEF_PARTNER_MM * px_per_mm).ceil() as usize;
@@ -1569,7 +1567,8 @@ fn confirmed_by_shading(
     darkening >= CONFIRM_FRACTION * f64::from(gain) * predicted / n
 }
 
-/// `response` with each pixel's deviation from the region's median scaled down where the
+/// `response` with each pixel's deviation from the region's median (`median` and robust spread
+/// `sigma` are [`robust_stats`] of `response`) scaled down where the
 /// photo's noise there (`noise`, the band's standard deviation from
 /// [`crate::model::SkinMaps::pore_noise`]) is above the region's typical noise, so that one
 /// threshold admits the same rate of noise everywhere.
@@ -1583,10 +1582,10 @@ fn confirmed_by_shading(
 /// threshold is raised by as much.
 fn noise_scaled(
     response: ndarray::ArrayView2<'_, f32>,
+    (median, sigma): (f32, f32),
     noise: ndarray::ArrayView2<'_, f32>,
     mask: &Array2<bool>,
 ) -> Array2<f32> {
-    let (median, sigma) = robust_stats(response, mask);
     let (typical, _) = robust_stats(noise, mask);
     if typical <= 0.0 || sigma <= 0.0 {
         return response.to_owned();
@@ -2429,7 +2428,7 @@ mod tests {
         let (patch, skin) = rates(&band);
         assert!(patch > 10.0 * skin, "{patch} vs {skin}");
         // Scaled to the noise, about as often (10 000 patch pixels: ±30% is 2σ of the count).
-        let scaled = noise_scaled(band.view(), noise.view(), &mask);
+        let scaled = noise_scaled(band.view(), (median, sigma), noise.view(), &mask);
         let (patch, skin) = rates(&scaled);
         assert!(
             patch < 1.6 * skin && patch > 0.4 * skin,
@@ -2447,8 +2446,9 @@ mod tests {
     fn a_band_without_noise_is_left_as_it_is() {
         let (band, noise, _) = band_with_a_noisier_patch();
         let mask = Array2::from_elem(band.dim(), true);
+        let stats = robust_stats(band.view(), &mask);
         // The same texture, on a photo whose noise is a thousandth of it.
-        let clean = noise_scaled(band.view(), (&noise * 1e-4).view(), &mask);
+        let clean = noise_scaled(band.view(), stats, (&noise * 1e-4).view(), &mask);
         let moved = band
             .iter()
             .zip(&clean)
@@ -2456,7 +2456,7 @@ mod tests {
             .fold(0.0f32, f32::max);
         assert!(moved < 1e-6, "{moved}");
         assert_eq!(
-            noise_scaled(band.view(), (&noise * 0.0).view(), &mask),
+            noise_scaled(band.view(), stats, (&noise * 0.0).view(), &mask),
             band
         );
     }

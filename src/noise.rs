@@ -19,11 +19,7 @@
 use image::Rgb32FImage;
 use ndarray::Array2;
 
-use crate::model::srgb_to_linear;
-
-/// Rec. 709 luminance weights of linear R, G, B (those of
-/// [`crate::model::smooth_chromaticity`], which keeps each pixel's luminance exactly).
-const LUMA: [f32; 3] = [0.2126, 0.7152, 0.0722];
+use crate::model::{LUMA, linear_lut, lut_linear, srgb_to_linear};
 
 /// Brightness bins per decade of linear luminance.
 const BINS_PER_DECADE: f64 = 8.0;
@@ -38,31 +34,6 @@ const MIN_BIN_SAMPLES: usize = 1000;
 /// Half-width in photo pixels of the box whose mean is a sample's brightness: 5 × 5 pixels, so a
 /// pore (2–4 pixels wide) darkens its own bin's level by a fraction of its contrast only.
 const LEVEL_RADIUS: u32 = 2;
-
-/// Steps of the sRGB decoding table (linear interpolation between them is within 2e-6).
-const TABLE_STEPS: usize = 4096;
-
-/// sRGB decoding by a table with linear interpolation between [`TABLE_STEPS`] steps (within
-/// 2e-6 of the formula): the noise measurement reads 30 pixels per sample and the pore noise
-/// every working pixel, where `powf` cost a tenth of a second per face.
-pub(crate) struct LinearTable(Vec<f32>);
-
-impl LinearTable {
-    pub(crate) fn new() -> LinearTable {
-        LinearTable(
-            (0..=TABLE_STEPS)
-                .map(|i| srgb_to_linear(i as f32 / TABLE_STEPS as f32))
-                .collect(),
-        )
-    }
-
-    /// The linear value of an sRGB value (clamped to `[0, 1]`).
-    pub(crate) fn linear(&self, v: f32) -> f32 {
-        let t = v.clamp(0.0, 1.0) * TABLE_STEPS as f32;
-        let i = (t as usize).min(TABLE_STEPS - 1);
-        self.0[i] + (t - i as f32) * (self.0[i + 1] - self.0[i])
-    }
-}
 
 /// One channel's noise level function: the noise (standard deviation) of one pixel's linear
 /// value at each local level.
@@ -88,8 +59,8 @@ impl NoiseLevels {
             return Default::default();
         }
         // sRGB decoding through a table: each sample reads 30 pixels.
-        let table = LinearTable::new();
-        let linear = |v: f32| table.linear(v);
+        let lut = linear_lut();
+        let linear = |v: f32| lut_linear(&lut, v);
         let at = |x: u32, y: u32| photo.get_pixel(x, y).0.map(linear);
         // A quarter of a million samples are plenty for a few dozen medians.
         let area = f64::from(x1 - x0) * f64::from(y1 - y0);
@@ -150,8 +121,14 @@ impl NoiseLevels {
         NoiseLevels { points }
     }
 
+    /// True when no bin held enough samples to be trusted (a crop too small or all black).
+    pub fn is_empty(&self) -> bool {
+        self.points.is_empty()
+    }
+
     /// A function measured elsewhere, as `(level, noise)` points (brightest last).
-    pub fn from_points(points: Vec<(f32, f32)>) -> NoiseLevels {
+    #[cfg(test)]
+    fn from_points(points: Vec<(f32, f32)>) -> NoiseLevels {
         NoiseLevels { points }
     }
 

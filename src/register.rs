@@ -52,7 +52,7 @@ use rustfft::num_complex::Complex32;
 use rustfft::{Fft, FftPlanner};
 use serde::{Deserialize, Serialize};
 
-use crate::model::srgb_to_linear;
+use crate::model::{linear_lut, lut_linear};
 
 /// Working scale of the dense refinement, pixels per millimetre. Photos are box-downsampled by
 /// the integer factor nearest to `px_per_mm / ANALYSIS_PX_PER_MM`: at ~4 px/mm a 64-px patch
@@ -923,24 +923,6 @@ fn warp_window(
     valid as f64 / n as f64
 }
 
-const LUT_SIZE: usize = 16384;
-
-/// sRGB → linear lookup table (16385 entries over 0..1, nearest entry; error < 2·10⁻⁴, below
-/// 8-bit quantization): a 24 MP photo needs 72 M conversions and `powf` would dominate the
-/// registration time.
-fn linear_lut() -> Vec<f32> {
-    (0..=LUT_SIZE)
-        .map(|i| srgb_to_linear(i as f32 / LUT_SIZE as f32))
-        .collect()
-}
-
-/// Branch-free lookup: the saturating float → integer cast sends NaN and negatives to entry 0
-/// (black), and `min` sends values above 1 to white.
-#[inline]
-fn lut_linear(lut: &[f32], v: f32) -> f32 {
-    lut[((v * LUT_SIZE as f32 + 0.5) as usize).min(LUT_SIZE)]
-}
-
 /// Log of linear (Rec. 709) luminance, box-averaged over `k × k` blocks: an exposure change
 /// becomes an additive constant, which phase correlation ignores.
 fn log_luminance(img: &Rgb32FImage, k: usize) -> Plane {
@@ -1713,7 +1695,7 @@ fn landmark_disagreement_px(landmark: &Similarity, refined: &Similarity, roi: &G
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::linear_to_srgb;
+    use crate::model::{linear_to_srgb, srgb_to_linear};
     use ndarray::Array2;
 
     /// Deterministic uniform numbers in [0, 1) (Knuth's MMIX LCG), no `rand` dependency.
