@@ -6,7 +6,10 @@
 //! * `face_regions`: detector + 468-point mesh + 8 region masks (`face::face_regions`);
 //! * `analyze_face`: the whole pipeline, face regions, scale from the face (decode, QC,
 //!   regions, resampling to 10 px/mm, skin model, metrics);
-//! * `analyze_phantom_40mm`: the whole pipeline on a 400×400 phantom at its true scale.
+//! * `analyze_phantom_40mm`: the whole pipeline on a 400×400 phantom at its true scale;
+//! * `noise_levels`, `pore_noise`: the pore band's noise model (`noise::NoiseLevels::measure` on
+//!   the portrait's central crop, and `SkinMaps::pore_noise` of that crop at 3.6 px/mm, band
+//!   gain included), the part of `analyze_face` that version 0.4.10 added.
 //!
 //! Run with `cargo bench --bench pipeline`. Results are quoted in the README.
 
@@ -14,7 +17,7 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::Duration;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use dermatrack::analyze::{AnalyzeOptions, Analyzer};
 use dermatrack::face::{FaceModels, face_regions};
 use dermatrack::io::{LoadOptions, load_photo};
@@ -62,6 +65,21 @@ fn bench(c: &mut Criterion) {
     options.px_per_mm = Some(10.0);
     group.bench_function("analyze_phantom_40mm", |b| {
         b.iter(|| black_box(analyzer.analyze_photo(phantom.to_photo("p")).unwrap()))
+    });
+
+    let (w, h) = photo.pixels.dimensions();
+    let crop = (w / 4, h / 5, 3 * w / 4, 4 * h / 5);
+    group.bench_function("noise_levels", |b| {
+        b.iter(|| black_box(dermatrack::noise::NoiseLevels::measure(&photo.pixels, crop)))
+    });
+    let mut skin = dermatrack::model::SkinModel::load(&models_dir, "skin-v1", 1).unwrap();
+    let maps = skin.measure(&photo.pixels, crop, 3.6).unwrap();
+    group.bench_function("pore_noise", |b| {
+        b.iter_batched(
+            || maps.clone(),
+            |m| black_box(m.pore_noise().map(|n| n.len())),
+            BatchSize::LargeInput,
+        )
     });
     group.finish();
 }
