@@ -40,6 +40,7 @@ pub mod quality;
 pub mod reference;
 pub mod regions;
 pub mod register;
+pub mod relief;
 pub mod report;
 pub mod runtime;
 pub mod schema;

@@ -160,6 +160,8 @@ pub struct SkinMaps {
     pore_noise: std::sync::OnceLock<Option<Array2<f32>>>,
     /// The noise-weighted `[melanin_excess, hemoglobin_excess]`, computed on first use.
     weighted_excess: std::sync::OnceLock<Option<[Array2<f32>; 2]>>,
+    /// The noise-weighted relief band, computed on first use.
+    relief: std::sync::OnceLock<Option<crate::relief::Relief>>,
     /// Scar-band maps for the metrics' chromophore leak fit, computed on first use.
     leak_bands: std::sync::OnceLock<crate::metrics::LeakBands>,
     /// Gaussian-smoothed channels the metrics asked for, computed on first use.
@@ -310,6 +312,16 @@ impl ChromophoreWeighting {
         (rows.len() == 3).then_some(ChromophoreWeighting { matrix, reference })
     }
 
+    /// `graph.decomposition.matrix`: rows R, G, B; columns melanin, hemoglobin, shading.
+    pub fn matrix(&self) -> &[[f64; 3]; 3] {
+        &self.matrix
+    }
+
+    /// The model's parameters (its filters, for maps the metrics form beside the model's).
+    pub fn reference(&self) -> &crate::reference::SkinReference {
+        &self.reference
+    }
+
     /// How much of the shading excess to take out of melanin and hemoglobin at a pixel whose
     /// channel densities (R, G, B) are uncertain by `sigmas` (natural-log OD): `M⁻¹·e₃ / σ_s²`,
     /// first two entries.
@@ -385,13 +397,13 @@ impl ChromophoreWeighting {
 /// Local levels over a smoothing of σ working pixels, computed on a grid of `f × f` blocks
 /// (f ≈ σ) smoothed by σ/f, each pixel taking its block's: a ninth of the work at 10 px/mm,
 /// for what varies no faster than that smoothing (channel weights, noise).
-struct LevelGrid {
+pub(crate) struct LevelGrid {
     /// The full map's `(h, w)`.
-    dim: (usize, usize),
+    pub(crate) dim: (usize, usize),
     /// Block side, working pixels.
-    f: usize,
+    pub(crate) f: usize,
     /// The grid's `(h, w)`.
-    blocks: (usize, usize),
+    pub(crate) blocks: (usize, usize),
     /// σ in working pixels.
     sigma_px: f64,
 }
@@ -582,9 +594,18 @@ fn density_per_code(v: f64) -> f64 {
 
 impl SkinMaps {
     /// The map the metrics measure as `name`: for `melanin_excess` and `hemoglobin_excess` the
-    /// noise-weighted excess ([`ChromophoreWeighting`]) when the model describes its
-    /// decomposition; otherwise, and for every other name, the model's channel.
+    /// noise-weighted excess ([`ChromophoreWeighting`]) and for `scar_response` and
+    /// `scar_energy` the noise-weighted relief ([`crate::relief::Relief`]) when the model
+    /// describes its decomposition and the photo's noise calls for it; otherwise, and for
+    /// every other name, the model's channel.
     pub fn measured(&self, name: &str) -> Option<ndarray::ArrayView2<'_, f32>> {
+        if let Some(relief) = self.relief() {
+            match name {
+                "scar_response" => return Some(relief.response.view()),
+                "scar_energy" => return Some(relief.energy.view()),
+                _ => {}
+            }
+        }
         let index = ["melanin_excess", "hemoglobin_excess"]
             .iter()
             .position(|n| *n == name);
@@ -597,6 +618,14 @@ impl SkinMaps {
             return Some(maps[i].view());
         }
         self.channel(name)
+    }
+
+    /// The noise-weighted relief band (see [`crate::relief::Relief`]), computed once; `None`
+    /// where the model's own `scar_response` stands.
+    pub fn relief(&self) -> Option<&crate::relief::Relief> {
+        self.relief
+            .get_or_init(|| crate::relief::Relief::compute(self))
+            .as_ref()
     }
 
     /// The map of one channel, by name.
@@ -646,28 +675,43 @@ impl SkinMaps {
                     center,
                     surround,
                 );
-                let (w, h) = self.srgb.dimensions();
-                let (h, w) = (h as usize, w as usize);
-                let grid = LevelGrid::new((h, w), LEVEL_SMOOTHING_MM * self.px_per_mm);
-                let lut = linear_lut();
-                let levels: Vec<Array2<f32>> = (0..3)
-                    .map(|c| {
-                        grid.levels(&|y, x| {
-                            lut_linear(&lut, self.srgb.get_pixel(x as u32, y as u32).0[c])
-                        })
-                    })
-                    .collect();
-                let noise = Array2::from_shape_fn(grid.blocks, |b| {
-                    let v = [levels[0][b], levels[1][b], levels[2][b]];
-                    let sigma = [0, 1, 2].map(|c| self.noise_levels[c].at(v[c]).unwrap_or(0.0));
-                    gain.band_noise(v, sigma, u)
-                });
+                let grid = self.level_grid();
+                let (h, w) = grid.dim;
+                let noise = self
+                    .block_noise(&grid)
+                    .mapv(|(v, sigma)| gain.band_noise(v, sigma, u));
                 let f = grid.f;
                 Some(Array2::from_shape_fn((h, w), |(y, x)| {
                     noise[[y / f, x / f]]
                 }))
             })
             .as_ref()
+    }
+
+    /// The grid of [`LEVEL_SMOOTHING_MM`] blocks over the working image, on which channel
+    /// levels and what follows from them (noise, channel weights) are computed.
+    pub(crate) fn level_grid(&self) -> LevelGrid {
+        let (w, h) = self.srgb.dimensions();
+        LevelGrid::new(
+            (h as usize, w as usize),
+            LEVEL_SMOOTHING_MM * self.px_per_mm,
+        )
+    }
+
+    /// Each block's linear channel levels and the photo's noise at those levels (linear, one
+    /// photo pixel; 0 where a channel's noise level function has no bin).
+    pub(crate) fn block_noise(&self, grid: &LevelGrid) -> Array2<([f32; 3], [f32; 3])> {
+        let lut = linear_lut();
+        let levels: Vec<Array2<f32>> = (0..3)
+            .map(|c| {
+                grid.levels(&|y, x| lut_linear(&lut, self.srgb.get_pixel(x as u32, y as u32).0[c]))
+            })
+            .collect();
+        Array2::from_shape_fn(grid.blocks, |b| {
+            let v = [levels[0][b], levels[1][b], levels[2][b]];
+            let sigma = [0, 1, 2].map(|c| self.noise_levels[c].at(v[c]).unwrap_or(0.0));
+            (v, sigma)
+        })
     }
 
     /// One measured map ([`SkinMaps::measured`]) smoothed by a Gaussian of `sigma_px` working
@@ -809,6 +853,7 @@ impl SkinModel {
             pore_band_px: pore_band_px(&self.manifest),
             pore_noise: std::sync::OnceLock::new(),
             weighted_excess: std::sync::OnceLock::new(),
+            relief: std::sync::OnceLock::new(),
             leak_bands: std::sync::OnceLock::new(),
             smoothed: SmoothedChannels::default(),
         })
@@ -1191,6 +1236,7 @@ mod tests {
             pore_band_px: None,
             pore_noise: std::sync::OnceLock::new(),
             weighted_excess: std::sync::OnceLock::new(),
+            relief: std::sync::OnceLock::new(),
             leak_bands: std::sync::OnceLock::new(),
             smoothed: SmoothedChannels::default(),
         };

@@ -177,6 +177,16 @@ pub struct BandGain {
 }
 
 impl BandGain {
+    /// Energies of 1: a band that passes each pixel's relative noise as it is, on every path.
+    #[cfg(test)]
+    pub(crate) fn unit() -> BandGain {
+        BandGain {
+            direct: 1.0,
+            smoothed: 1.0,
+            cross: 1.0,
+        }
+    }
+
     /// Computes the three energies from impulses sent through the same resampling and
     /// filters as the photo.
     pub fn compute(zoom: f64, chroma_px: f32, center_px: f32, surround_px: f32) -> BandGain {
@@ -230,23 +240,76 @@ impl BandGain {
     /// The band's standard deviation at a pixel whose channels sit at linear levels `v` with
     /// noise `sigma` (linear, one photo pixel each), for density weights `u` summing to 1.
     pub fn band_noise(&self, v: [f32; 3], sigma: [f32; 3], u: [f32; 3]) -> f32 {
+        self.variance_terms(v, sigma)
+            .map_or(0.0, |terms| terms.variance(&u.map(f64::from)).sqrt() as f32)
+    }
+
+    /// What the band's noise variance at a pixel depends on, for any density weights: see
+    /// [`VarianceTerms::variance`]. `None` on a black pixel.
+    pub fn variance_terms(&self, v: [f32; 3], sigma: [f32; 3]) -> Option<VarianceTerms> {
         let luminance: f32 = (0..3).map(|c| LUMA[c] * v[c]).sum();
         if luminance <= 0.0 {
-            return 0.0;
+            return None;
         }
-        let variance: f64 = (0..3)
-            .map(|c| {
-                let alpha = f64::from(LUMA[c] * v[c] / luminance);
-                let rest = f64::from(u[c]) - alpha;
+        Some(VarianceTerms {
+            relative2: [0, 1, 2].map(|c| {
                 let relative = f64::from(sigma[c] / v[c].max(DARKEST as f32));
-                relative
-                    * relative
-                    * (alpha * alpha * self.direct
-                        + rest * rest * self.smoothed
-                        + 2.0 * alpha * rest * self.cross)
+                relative * relative
+            }),
+            luminance_share: [0, 1, 2].map(|c| f64::from(LUMA[c] * v[c] / luminance)),
+            gain: *self,
+        })
+    }
+}
+
+/// A band's noise at one pixel, for any density weights (see [`BandGain::variance_terms`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VarianceTerms {
+    /// Each channel's relative noise `(σ/v)²`.
+    pub relative2: [f64; 3],
+    /// Each channel's share `α = luma·v / Y` of the luminance.
+    pub luminance_share: [f64; 3],
+    /// The filters' energies.
+    pub gain: BandGain,
+}
+
+impl VarianceTerms {
+    /// The band's noise variance for density weights `k`.
+    ///
+    /// The chromaticity filter keeps the luminance and smooths the rest: channel j's noise
+    /// reaches `k · OD` as `K·α_j` through the luminance (`K = Σ k`) and `k_j − K·α_j` through
+    /// the smoothed chromaticity, adding `r_j²·((Kα_j)²·D + (k_j − Kα_j)²·S + 2Kα_j(k_j −
+    /// Kα_j)·X)` with the direct, smoothed and cross energies D, S, X.
+    pub fn variance(&self, k: &[f64; 3]) -> f64 {
+        let total: f64 = k.iter().sum();
+        let BandGain {
+            direct,
+            smoothed,
+            cross,
+        } = self.gain;
+        (0..3)
+            .map(|j| {
+                let through = total * self.luminance_share[j];
+                let rest = k[j] - through;
+                self.relative2[j]
+                    * (through * through * direct
+                        + rest * rest * smoothed
+                        + 2.0 * through * rest * cross)
             })
-            .sum();
-        variance.max(0.0).sqrt() as f32
+            .sum::<f64>()
+            .max(0.0)
+    }
+
+    /// For weights summing to 1, the variance is `Σ_j square_j·k_j² + 2·linear_j·k_j + const`:
+    /// `(square, linear)`.
+    pub fn quadratic(&self) -> ([f64; 3], [f64; 3]) {
+        let BandGain {
+            smoothed, cross, ..
+        } = self.gain;
+        (
+            [0, 1, 2].map(|j| self.relative2[j] * smoothed),
+            [0, 1, 2].map(|j| self.relative2[j] * self.luminance_share[j] * (cross - smoothed)),
+        )
     }
 }
 

@@ -259,20 +259,23 @@ impl SkinReference {
     /// ([`crate::model::ChromophoreWeighting`]) needs the shading's excess over the same
     /// background the model takes for melanin and hemoglobin.
     pub(crate) fn chromophore_background(&self, x: &Array2<f32>) -> Array2<f32> {
-        let filt = &self.chromophore_background;
-        let f = filt.pyramid_factor.max(1);
-        let margin = (3.0 * filt.sigma_px).ceil() as usize;
-        let margin = margin.div_ceil(f) * f;
-        let (h, w) = x.dim();
-        let (ph, pw) = (
-            (h + 2 * margin).div_ceil(f) * f,
-            (w + 2 * margin).div_ceil(f) * f,
-        );
-        let at = |i: usize, n: usize| crate::model::mirror_index(i as i64 - margin as i64, n);
-        let padded = Array2::from_shape_fn((ph, pw), |(y, xx)| x[[at(y, h), at(xx, w)]]);
-        smooth(&padded, filt)
-            .slice(ndarray::s![margin..margin + h, margin..margin + w])
-            .to_owned()
+        padded_smooth(x, &self.chromophore_background)
+    }
+
+    /// The scar band-pass `G(pore_surround) * x − G(scar_surround) * x` of a plane of any
+    /// size, as the graph forms `scar_response` from the shading.
+    ///
+    /// Why: the metrics' noise-weighted relief ([`crate::relief::Relief`]) adds the melanin
+    /// and hemoglobin maps' band-passes to the model's `scar_response`; they must pass the
+    /// same filter for the photo's noise in them to cancel.
+    pub(crate) fn scar_band(&self, x: &Array2<f32>) -> Array2<f32> {
+        padded_smooth(x, &self.pore_surround) - padded_smooth(x, &self.scar_surround)
+    }
+
+    /// `√(G(scar_energy) * band²)`: the local RMS of a scar band-pass, as the graph forms
+    /// `scar_energy`.
+    pub(crate) fn scar_energy(&self, band: &Array2<f32>) -> Array2<f32> {
+        padded_smooth(&band.mapv(|v| v * v), &self.scar_energy).mapv(f32::sqrt)
     }
 
     /// The smoothing steps, in graph order:
@@ -636,6 +639,25 @@ fn resize_linear_half_pixel(x: &Array2<f32>, f: usize) -> Array2<f32> {
         }
     }
     out
+}
+
+/// `G * x` of a plane of any size: mirrored by the filter's reach (and up to the pyramid's
+/// multiple), smoothed as the graph does, cropped back. The graph itself sees the photo's crop
+/// mirror-padded the same way ([`crate::model::SkinModel::infer`]).
+fn padded_smooth(x: &Array2<f32>, filt: &Smoothing) -> Array2<f32> {
+    let f = filt.pyramid_factor.max(1);
+    let margin = (3.0 * filt.sigma_px).ceil() as usize;
+    let margin = margin.div_ceil(f) * f;
+    let (h, w) = x.dim();
+    let (ph, pw) = (
+        (h + 2 * margin).div_ceil(f) * f,
+        (w + 2 * margin).div_ceil(f) * f,
+    );
+    let at = |i: usize, n: usize| crate::model::mirror_index(i as i64 - margin as i64, n);
+    let padded = Array2::from_shape_fn((ph, pw), |(y, xx)| x[[at(y, h), at(xx, w)]]);
+    smooth(&padded, filt)
+        .slice(ndarray::s![margin..margin + h, margin..margin + w])
+        .to_owned()
 }
 
 /// Gaussian of nominal σ: direct blur (f = 1) or pool → blur → resize (f > 1).

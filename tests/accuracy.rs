@@ -618,14 +618,45 @@ fn noise_keeps_the_pore_count_on_dark_skin() {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
+/// Scar count on dark skin under σ 0.002 linear noise, within the issue's 15% of the truth on
+/// four seeds. There blue is a few code values deep and carries most of the noise, and the
+/// Tsumura shading the scar band is cut from weighs blue −1.09: the region's band σ rose from
+/// 0.005 to 0.023, the candidate and dipole thresholds with it, and every shallow rolling scar
+/// (0.06–0.09 mm deep) was lost: 5 of 7 on all four seeds before 0.4.11. Since 0.4.11 the
+/// scar band's candidates and dipoles are read on a relief weighted by the photo's own noise
+/// (`src/relief.rs`): σ 0.007–0.008, and 6, 7, 6 and 7 of 7 (clean: 6, 7, 7, 7). Seed 41's two
+/// rolling scars, 0.06 mm deep with lobes of about 0.02 OD, stay below the wall threshold
+/// (3σ ≈ 0.023) and it still reads 5 of 7: see the ignored nuisance test below. Every seed is
+/// printed (`cargo test --release --test accuracy -- noise_keeps_the_scar --nocapture`).
+#[test]
+fn noise_keeps_the_scar_count_on_dark_skin() {
+    let mut a = analyzer();
+    let mut failures = Vec::new();
+    for seed in [11, 12, 13, 14] {
+        let mut s = spec(TonePreset::Dark, seed);
+        s.nuisances.noise_sigma = 0.002;
+        let noisy = compare(&mut a, &s, "noise").unwrap();
+        let scars = noisy.scar_count();
+        println!(
+            "dark seed {seed} noise: scars {} of {}",
+            scars.measured, scars.truth
+        );
+        if scars.relative_error() > 0.15 {
+            failures.push(format!("dark seed {seed} noise: scars {scars:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
 /// Sensor noise and JPEG re-encoding. Known gap (issue 3 stays open). Since model 1.1 pores
 /// hold on every tone (dark q90 79–80 of 80), but on dark skin one code value of blue is
 /// ~0.07 OD, so JPEG's ±1-code blue contours and σ = 0.002 linear noise still put ~0.1–0.3
 /// of noise into the melanin/hemoglobin projection (the adaptive thresholds rise above faint
 /// macules and erythema) and into the Tsumura shading the scar band uses; and with only ~6
-/// scars per phantom a single scar gained or lost is a 17% change. In 0.4.10 it fails on 7
-/// lines: the scar count ±1 (light and tan JPEG, dark noise and JPEG), dark erythema under
-/// noise (−14%) and JPEG, and dark pigment under JPEG (+5.6%). Light and tan erythema under
+/// scars per phantom a single scar gained or lost is a 17% change. In 0.4.10 and 0.4.11 it
+/// fails on 7 lines: the scar count ±1 (light and tan JPEG, dark noise and JPEG), dark erythema
+/// under noise (−14%) and JPEG, and dark pigment under JPEG (+5.6%). 0.4.11's noise-weighted
+/// relief brought dark noise scars back on seeds 11–14 (test above) but not on this seed 41. Light and tan erythema under
 /// JPEG (+6.6%, −5.1% before) pass since 0.4.9, dark pores under noise (80 → 90 before) since
 /// 0.4.10 (80 → 83).
 #[test]
