@@ -477,25 +477,14 @@ fn melanin_and_shading_do_not_leak_into_each_other() {
 #[test]
 fn the_pore_noise_predicts_the_models_own_pore_band() {
     let mut model = load_model();
-    let normal = |i: u64| {
-        let mix = |mut z: u64| {
-            z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        };
-        let u1 = ((mix(2 * i) >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-        let u2 = ((mix(2 * i + 1) >> 11) as f64) / (1u64 << 53) as f64;
-        ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
-    };
     for colour in [[0.2f32; 3], [0.117, 0.0315, 0.0064]] {
         for zoom in [0.5, 1.0, 2.0] {
             let n = 256u32;
-            let photo = Rgb32FImage::from_fn(n, n, |x, y| {
-                let i = 3 * u64::from(y * n + x);
+            let mut rng = Rng(7);
+            let photo = Rgb32FImage::from_fn(n, n, |_, _| {
                 Rgb([0, 1, 2].map(|c| {
                     dermatrack::model::linear_to_srgb(
-                        (colour[c] + 0.002 * normal(i + c as u64)).clamp(0.0, 1.0),
+                        (colour[c] + 0.002 * rng.normal() as f32).clamp(0.0, 1.0),
                     )
                 }))
             });
