@@ -9,7 +9,11 @@
 //! * `analyze_phantom_40mm`: the whole pipeline on a 400×400 phantom at its true scale;
 //! * `noise_levels`, `pore_noise`: the pore band's noise model (`noise::NoiseLevels::measure` on
 //!   the portrait's central crop, and `SkinMaps::pore_noise` of that crop at 3.6 px/mm, band
-//!   gain included), the part of `analyze_face` that version 0.4.10 added.
+//!   gain included), the part of `analyze_face` that version 0.4.10 added;
+//! * `relief_portrait`, `relief_dark_noise`: `relief::Relief::compute`, the part version 0.4.11
+//!   added, on the portrait's crop (where the weighting does not pay and is decided against
+//!   before the band-passes) and on a 40-mm dark phantom under σ 0.002 linear noise at 10 px/mm
+//!   (where it is used).
 //!
 //! Run with `cargo bench --bench pipeline`. Results are quoted in the README.
 
@@ -21,8 +25,9 @@ use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use dermatrack::analyze::{AnalyzeOptions, Analyzer};
 use dermatrack::face::{FaceModels, face_regions};
 use dermatrack::io::{LoadOptions, load_photo};
-use dermatrack::phantom::{PhantomSpec, render};
+use dermatrack::phantom::{PhantomSpec, TonePreset, render};
 use dermatrack::regions::RegionMode;
+use dermatrack::relief::Relief;
 
 fn portrait() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/faces/london_038_neutral.jpg")
@@ -80,6 +85,25 @@ fn bench(c: &mut Criterion) {
             |m| black_box(m.pore_noise().map(|n| n.len())),
             BatchSize::LargeInput,
         )
+    });
+    group.bench_function("relief_portrait", |b| {
+        b.iter(|| black_box(Relief::compute(&maps).is_some()))
+    });
+    let mut spec = PhantomSpec {
+        width_mm: 40.0,
+        height_mm: 40.0,
+        ..PhantomSpec::with_tone(TonePreset::Dark)
+    };
+    spec.nuisances.noise_sigma = 0.002;
+    let dark = render(&spec).unwrap().to_photo("dark").pixels;
+    let (w, h) = dark.dimensions();
+    let dark_maps = skin.measure(&dark, (0, 0, w, h), 10.0).unwrap();
+    assert!(
+        Relief::compute(&dark_maps).is_some(),
+        "the weighting pays on the dark noisy phantom"
+    );
+    group.bench_function("relief_dark_noise", |b| {
+        b.iter(|| black_box(Relief::compute(&dark_maps).is_some()))
     });
     group.finish();
 }
