@@ -126,6 +126,13 @@ impl NoiseLevels {
         self.points.is_empty()
     }
 
+    /// True when every trusted bin measured no noise at all: most pixels equal the mean of
+    /// their neighbours, as on a smooth 8-bit or JPEG image without sensor noise. Its error,
+    /// if any, is rounding correlated over many pixels, which this function cannot see.
+    pub fn is_silent(&self) -> bool {
+        !self.points.is_empty() && self.points.iter().all(|&(_, noise)| noise == 0.0)
+    }
+
     /// A function measured elsewhere, as `(level, noise)` points (brightest last).
     #[cfg(test)]
     fn from_points(points: Vec<(f32, f32)>) -> NoiseLevels {

@@ -653,7 +653,7 @@ fn noise_keeps_the_scar_count_on_dark_skin() {
 /// ~0.07 OD, so JPEG's ±1-code blue contours and σ = 0.002 linear noise still put ~0.1–0.3
 /// of noise into the melanin/hemoglobin projection (the adaptive thresholds rise above faint
 /// macules and erythema) and into the Tsumura shading the scar band uses; and with only ~6
-/// scars per phantom a single scar gained or lost is a 17% change. In 0.4.10 and 0.4.11 it
+/// scars per phantom a single scar gained or lost is a 17% change. In 0.4.10 to 0.4.13 it
 /// fails on 7 lines: the scar count ±1 (light and tan JPEG, dark noise and JPEG), dark erythema
 /// under noise (−14%) and JPEG, and dark pigment under JPEG (+5.6%). 0.4.11's noise-weighted
 /// relief brought dark noise scars back on seeds 11–14 (test above) but not on this seed 41. Light and tan erythema under
@@ -704,6 +704,57 @@ fn check_nuisances(nuisances: &[(&str, Nuisance)]) {
                     failures.push(format!("{} {name}: {metric} {x:.3} -> {y:.3}", tone.name()));
                 }
             }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// JPEG's error leaves the relief band on dark skin. At q90 it is rounding of smooth skin,
+/// correlated over millimetres, which the noise level functions do not see (they read 0), and
+/// the model's shading band leans on blue: its robust spread rose sixfold over the clean
+/// image's. Since 0.4.13 such a photo's relief is the least-variance mix of the shading and
+/// chromophore bands (`Relief::from_band_covariance` in `src/relief.rs`), which must bring the
+/// spread back within 1.5 times the clean image's. The scar counts are printed
+/// (`cargo test --release --test accuracy -- jpeg_error_leaves --nocapture`); they are not
+/// yet within 15% on every seed (see the ignored test above).
+#[test]
+fn jpeg_error_leaves_the_relief_band_on_dark_skin() {
+    let mut model =
+        dermatrack::model::SkinModel::load(&dermatrack::model::default_models_dir(), "skin-v1", 2)
+            .expect("skin model loads");
+    let spread = |map: ndarray::ArrayView2<'_, f32>| {
+        let mut v: Vec<f32> = map.iter().copied().collect();
+        let mid = v.len() / 2;
+        let median = *v.select_nth_unstable_by(mid, f32::total_cmp).1;
+        let mut dev: Vec<f32> = v.iter().map(|x| (x - median).abs()).collect();
+        1.4826 * *dev.select_nth_unstable_by(mid, f32::total_cmp).1
+    };
+    let mut a = analyzer();
+    let mut failures = Vec::new();
+    for seed in [12, 13] {
+        let mut spreads = Vec::new();
+        for quality in [None, Some(90)] {
+            let mut s = spec(TonePreset::Dark, seed);
+            s.nuisances.jpeg_quality = quality;
+            let image = dermatrack::phantom::render(&s).unwrap().image;
+            let (w, h) = image.dimensions();
+            let maps = model.measure(&image, (0, 0, w, h), s.px_per_mm).unwrap();
+            let model_band = spread(maps.channel("scar_response").unwrap());
+            let relief = spread(maps.measured("scar_response").unwrap());
+            let c = compare(&mut a, &s, "x").unwrap();
+            println!(
+                "dark seed {seed} {quality:?}: shading band spread {model_band:.4}, relief {relief:.4}, scars {} of {}",
+                c.scar_count().measured,
+                c.scar_count().truth
+            );
+            spreads.push((model_band, relief));
+        }
+        let ((clean, _), (jpeg_model, jpeg_relief)) = (spreads[0], spreads[1]);
+        // The model's band must show the problem, or the test proves nothing.
+        if jpeg_model < 3.0 * clean || jpeg_relief > 1.5 * clean {
+            failures.push(format!(
+                "seed {seed}: clean {clean:.4}, JPEG band {jpeg_model:.4}, relief {jpeg_relief:.4}"
+            ));
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
