@@ -259,21 +259,11 @@ pub fn measure_region(
     let n = mask.iter().filter(|&&m| m).count();
     let mm2_per_px = 1.0 / (px_per_mm * px_per_mm);
     let area_mm2 = n as f64 * mm2_per_px;
-    let channel = |name: &str| {
-        window.cut(
-            maps.channel(name)
-                .unwrap_or_else(|| panic!("skin model manifest lacks channel {name}")),
-        )
-    };
+    let channel = |name: &str| window.cut(required(maps.channel(name), name));
 
     // Scars first: their footprint is excluded from pore detection, so a scar's dark floor
     // is not also counted as a cluster of pores.
-    let relief = |name: &str| {
-        window.cut(
-            maps.measured(name)
-                .unwrap_or_else(|| panic!("skin model manifest lacks channel {name}")),
-        )
-    };
+    let relief = |name: &str| window.cut(required(maps.measured(name), name));
     let energy = relief("scar_energy");
     let scar_response = relief("scar_response");
     let (r_median, r_sigma) = robust_stats(scar_response, &mask);
@@ -715,6 +705,14 @@ impl Window {
             .assign(&local);
         whole
     }
+}
+
+/// A map the metrics cannot do without: the model's manifest names it.
+fn required<'a>(
+    map: Option<ndarray::ArrayView2<'a, f32>>,
+    name: &str,
+) -> ndarray::ArrayView2<'a, f32> {
+    map.unwrap_or_else(|| panic!("skin model manifest lacks channel {name}"))
 }
 
 /// Margin of a region's [`Window`], working pixels: the farthest any measurement looks
@@ -1162,14 +1160,20 @@ pub(crate) struct LeakBands {
     hemoglobin: Array2<f32>,
     /// The model's (Tsumura) shading: what the leak is fitted on.
     shading: Array2<f32>,
-    /// The relief the scar detector measures: `shading`, plus the melanin and hemoglobin
-    /// the noise-weighted relief lets in (see [`crate::relief::Relief`]).
-    relief: Array2<f32>,
+    /// The relief the scar detector measures when it is not `shading`: `shading` plus the
+    /// melanin and hemoglobin the noise-weighted relief lets in (see
+    /// [`crate::relief::Relief`]); `None` where the model's own map is measured.
+    weighted_relief: Option<Array2<f32>>,
     red: Array2<f32>,
     green: Array2<f32>,
 }
 
 impl LeakBands {
+    /// The relief the scar detector measures, at the bands' resolution.
+    fn relief(&self) -> &Array2<f32> {
+        self.weighted_relief.as_ref().unwrap_or(&self.shading)
+    }
+
     pub(crate) fn compute(maps: &SkinMaps) -> LeakBands {
         let factor = ((maps.px_per_mm / LEAK_PX_PER_MM).round() as usize).max(1);
         let scale_px = maps.px_per_mm / factor as f64;
@@ -1198,18 +1202,18 @@ impl LeakBands {
         let (melanin, hemoglobin, shading) = (band("melanin"), band("hemoglobin"), band("shading"));
         // The relief the scar detector measures: the model's shading plus the melanin and
         // hemoglobin share its noise weighting lets in (see [`crate::relief::Relief`]).
-        let relief = Array2::from_shape_fn(shading.dim(), |q @ (qy, qx)| {
-            let [a, b] = maps.relief().map_or([0.0; 2], |relief| {
-                relief.leak_at((qy * factor + factor / 2, qx * factor + factor / 2))
-            });
-            shading[q] + a * melanin[q] + b * hemoglobin[q]
+        let weighted_relief = maps.relief().map(|relief| {
+            Array2::from_shape_fn(shading.dim(), |q @ (qy, qx)| {
+                let [a, b] = relief.leak_at((qy * factor + factor / 2, qx * factor + factor / 2));
+                shading[q] + a * melanin[q] + b * hemoglobin[q]
+            })
         });
         LeakBands {
             factor,
             melanin,
             hemoglobin,
             shading,
-            relief,
+            weighted_relief,
             red: density(0),
             green: density(1),
         }
@@ -1289,7 +1293,8 @@ impl<'a> ChromophoreLeak<'a> {
     fn grey(&self, (y, x): Pixel) -> bool {
         let bands = self.bands;
         let q = bands.cell((y + self.origin.0, x + self.origin.1));
-        let shading = bands.relief[q];
+        let relief = bands.relief();
+        let shading = relief[q];
         let red_green = 0.5 * (bands.red[q] + bands.green[q]);
         // Summed only when the cheaper tests pass: most pixels asked about are not darkenings.
         let red_like_green = || {
@@ -1297,7 +1302,7 @@ impl<'a> ChromophoreLeak<'a> {
             let (mut red, mut green) = (0f32, 0f32);
             for qy in q.0.saturating_sub(1)..=(q.0 + 1).min(h - 1) {
                 for qx in q.1.saturating_sub(1)..=(q.1 + 1).min(w - 1) {
-                    if bands.relief[[qy, qx]] > 0.0 {
+                    if relief[[qy, qx]] > 0.0 {
                         red += bands.red[[qy, qx]];
                         green += bands.green[[qy, qx]];
                     }

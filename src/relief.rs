@@ -122,8 +122,7 @@ impl Relief {
         if !pays([MIN_CHROMOPHORE_BAND_OD.powi(2); 2]) {
             return None;
         }
-        let melanin = reference.scar_band(&maps.channel("melanin")?.to_owned());
-        let hemoglobin = reference.scar_band(&maps.channel("hemoglobin")?.to_owned());
+        let [melanin, hemoglobin] = chromophore_bands(maps, reference)?;
         // The chromophores' own band spread: the maps' robust spread less what the photo's
         // noise puts into them (their rows of the inverse decomposition).
         let prior = [(&melanin, rows[0]), (&hemoglobin, rows[1])].map(|(band, row)| {
@@ -183,8 +182,7 @@ impl Relief {
         reference: &crate::reference::SkinReference,
     ) -> Option<Relief> {
         let shading = maps.channel("scar_response")?;
-        let melanin = reference.scar_band(&maps.channel("melanin")?.to_owned());
-        let hemoglobin = reference.scar_band(&maps.channel("hemoglobin")?.to_owned());
+        let [melanin, hemoglobin] = chromophore_bands(maps, reference)?;
         let (a, b, ratio) = least_variance_mix(
             shading.iter().copied(),
             melanin.iter().copied(),
@@ -242,6 +240,15 @@ fn least_variance_mix(
     // At the minimum the cross terms are −(a·Σsm + b·Σsh), so the sum is Σs² + a·Σsm + b·Σsh.
     let least = ss + a * sm + b * sh;
     Some((a, b, least / ss))
+}
+
+/// The melanin and hemoglobin maps through the model's scar band-pass.
+fn chromophore_bands(
+    maps: &SkinMaps,
+    reference: &crate::reference::SkinReference,
+) -> Option<[Array2<f32>; 2]> {
+    let band = |name: &str| Some(reference.scar_band(&maps.channel(name)?.to_owned()));
+    Some([band("melanin")?, band("hemoglobin")?])
 }
 
 fn dot(a: &[f64; 3], b: &[f64; 3]) -> f64 {
