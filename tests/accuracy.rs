@@ -714,9 +714,9 @@ fn check_nuisances(nuisances: &[(&str, Nuisance)]) {
 /// the model's shading band leans on blue: its robust spread rose sixfold over the clean
 /// image's. Since 0.4.13 such a photo's relief is the least-variance mix of the shading and
 /// chromophore bands (`Relief::from_band_covariance` in `src/relief.rs`), which must bring the
-/// spread back within 1.5 times the clean image's. The scar counts are printed
-/// (`cargo test --release --test accuracy -- jpeg_error_leaves --nocapture`); they are not
-/// yet within 15% on every seed (see the ignored test above).
+/// spread back within 1.5 times the clean image's. The scar and pore counts are printed
+/// (`cargo test --release --test accuracy -- jpeg_error_leaves --nocapture`); the scars are
+/// not yet within 15% on every seed (see the ignored test above).
 #[test]
 fn jpeg_error_leaves_the_relief_band_on_dark_skin() {
     let mut model =
@@ -731,7 +731,7 @@ fn jpeg_error_leaves_the_relief_band_on_dark_skin() {
     };
     let mut a = analyzer();
     let mut failures = Vec::new();
-    for seed in [12, 13] {
+    for seed in [41, 11, 12, 13, 14] {
         let mut spreads = Vec::new();
         for quality in [None, Some(90)] {
             let mut s = spec(TonePreset::Dark, seed);
@@ -743,9 +743,11 @@ fn jpeg_error_leaves_the_relief_band_on_dark_skin() {
             let relief = spread(maps.measured("scar_response").unwrap());
             let c = compare(&mut a, &s, "x").unwrap();
             println!(
-                "dark seed {seed} {quality:?}: shading band spread {model_band:.4}, relief {relief:.4}, scars {} of {}",
+                "dark seed {seed} {quality:?}: shading band spread {model_band:.4}, relief {relief:.4}, scars {} of {}, pores {} of {}",
                 c.scar_count().measured,
-                c.scar_count().truth
+                c.scar_count().truth,
+                c.pore_count().measured,
+                c.pore_count().truth
             );
             spreads.push((model_band, relief));
         }
@@ -754,6 +756,37 @@ fn jpeg_error_leaves_the_relief_band_on_dark_skin() {
         if jpeg_model < 3.0 * clean || jpeg_relief > 1.5 * clean {
             failures.push(format!(
                 "seed {seed}: clean {clean:.4}, JPEG band {jpeg_model:.4}, relief {jpeg_relief:.4}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// Known gap: on tan skin without erythema, JPEG q90 invents scars. The band's robust σ rises
+/// from 0.0045 to 0.0061 (seed 12), and relief dipoles appear on plain skin 6 mm or more from
+/// any drawn feature: 8, 7 and 9 scars for 7 in 0.4.13 (clean: 7 each). With their erythema
+/// the same phantoms read 6–7. Each seed is printed
+/// (`cargo test --release --test accuracy -- --ignored jpeg_on_tan --nocapture`).
+#[test]
+#[ignore = "known gap, issue 3: JPEG q90 on tan skin without erythema counts false scars"]
+fn jpeg_on_tan_skin_without_erythema_keeps_the_scar_count() {
+    let mut a = analyzer();
+    let mut failures = Vec::new();
+    for seed in [41, 11, 12] {
+        let mut s = spec(TonePreset::Tan, seed);
+        s.erythema.count = 0;
+        s.nuisances.jpeg_quality = Some(90);
+        let c = compare(&mut a, &s, "jpeg q90").unwrap();
+        let scars = c.scar_count();
+        println!(
+            "tan seed {seed} jpeg q90, no erythema: scars {} of {}",
+            scars.measured, scars.truth
+        );
+        // The issue's scar tolerance: 15%.
+        if scars.relative_error() > 0.15 {
+            failures.push(format!(
+                "seed {seed}: {} of {}",
+                scars.measured, scars.truth
             ));
         }
     }
