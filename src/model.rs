@@ -162,6 +162,8 @@ pub struct SkinMaps {
     weighted_excess: std::sync::OnceLock<Option<[Array2<f32>; 2]>>,
     /// The noise-weighted relief band, computed on first use.
     relief: std::sync::OnceLock<Option<crate::relief::Relief>>,
+    /// Channel levels and noise per level-grid block, computed on first use.
+    block_noise: std::sync::OnceLock<Array2<([f32; 3], [f32; 3])>>,
     /// Scar-band maps for the metrics' chromophore leak fit, computed on first use.
     leak_bands: std::sync::OnceLock<crate::metrics::LeakBands>,
     /// Gaussian-smoothed channels the metrics asked for, computed on first use.
@@ -678,7 +680,7 @@ impl SkinMaps {
                 let grid = self.level_grid();
                 let (h, w) = grid.dim;
                 let noise = self
-                    .block_noise(&grid)
+                    .block_noise()
                     .mapv(|(v, sigma)| gain.band_noise(v, sigma, u));
                 let f = grid.f;
                 Some(Array2::from_shape_fn((h, w), |(y, x)| {
@@ -698,19 +700,25 @@ impl SkinMaps {
         )
     }
 
-    /// Each block's linear channel levels and the photo's noise at those levels (linear, one
-    /// photo pixel; 0 where a channel's noise level function has no bin).
-    pub(crate) fn block_noise(&self, grid: &LevelGrid) -> Array2<([f32; 3], [f32; 3])> {
-        let lut = linear_lut();
-        let levels: Vec<Array2<f32>> = (0..3)
-            .map(|c| {
-                grid.levels(&|y, x| lut_linear(&lut, self.srgb.get_pixel(x as u32, y as u32).0[c]))
+    /// Each [`SkinMaps::level_grid`] block's linear channel levels and the photo's noise at
+    /// those levels (linear, one photo pixel; 0 where a channel's noise level function has no
+    /// bin), computed once: the pore band's noise and the relief's weights both read it.
+    pub(crate) fn block_noise(&self) -> &Array2<([f32; 3], [f32; 3])> {
+        self.block_noise.get_or_init(|| {
+            let grid = self.level_grid();
+            let lut = linear_lut();
+            let levels: Vec<Array2<f32>> = (0..3)
+                .map(|c| {
+                    grid.levels(&|y, x| {
+                        lut_linear(&lut, self.srgb.get_pixel(x as u32, y as u32).0[c])
+                    })
+                })
+                .collect();
+            Array2::from_shape_fn(grid.blocks, |b| {
+                let v = [levels[0][b], levels[1][b], levels[2][b]];
+                let sigma = [0, 1, 2].map(|c| self.noise_levels[c].at(v[c]).unwrap_or(0.0));
+                (v, sigma)
             })
-            .collect();
-        Array2::from_shape_fn(grid.blocks, |b| {
-            let v = [levels[0][b], levels[1][b], levels[2][b]];
-            let sigma = [0, 1, 2].map(|c| self.noise_levels[c].at(v[c]).unwrap_or(0.0));
-            (v, sigma)
         })
     }
 
@@ -854,6 +862,7 @@ impl SkinModel {
             pore_noise: std::sync::OnceLock::new(),
             weighted_excess: std::sync::OnceLock::new(),
             relief: std::sync::OnceLock::new(),
+            block_noise: std::sync::OnceLock::new(),
             leak_bands: std::sync::OnceLock::new(),
             smoothed: SmoothedChannels::default(),
         })
@@ -1237,6 +1246,7 @@ mod tests {
             pore_noise: std::sync::OnceLock::new(),
             weighted_excess: std::sync::OnceLock::new(),
             relief: std::sync::OnceLock::new(),
+            block_noise: std::sync::OnceLock::new(),
             leak_bands: std::sync::OnceLock::new(),
             smoothed: SmoothedChannels::default(),
         };

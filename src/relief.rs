@@ -107,7 +107,7 @@ impl Relief {
         let rows = reference.inverse_matrix().map(|row| row.map(f64::from));
         let grid = maps.level_grid();
         let terms = maps
-            .block_noise(&grid)
+            .block_noise()
             .mapv(|(v, sigma)| gain.variance_terms(v, sigma));
         // The least prior lets in the most pigment and saves the most noise: when even it
         // saves too little, the chromophore bands need not be computed.
