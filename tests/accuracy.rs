@@ -630,19 +630,29 @@ fn noise_keeps_the_pore_count_on_dark_skin() {
 /// printed (`cargo test --release --test accuracy -- noise_keeps_the_scar --nocapture`).
 #[test]
 fn noise_keeps_the_scar_count_on_dark_skin() {
-    let mut a = analyzer();
-    let mut failures = Vec::new();
-    for seed in [11, 12, 13, 14] {
+    scar_counts_within_15_percent_of_truth("dark seed {} noise", &[11, 12, 13, 14], |seed| {
         let mut s = spec(TonePreset::Dark, seed);
         s.nuisances.noise_sigma = 0.002;
-        let noisy = compare(&mut a, &s, "noise").unwrap();
-        let scars = noisy.scar_count();
-        println!(
-            "dark seed {seed} noise: scars {} of {}",
-            scars.measured, scars.truth
-        );
+        s
+    });
+}
+
+/// Prints each seed's scar count (`label` with the seed in place of `{}`) and asserts the
+/// issue's scar tolerance, 15% of the truth, on every one.
+fn scar_counts_within_15_percent_of_truth(
+    label: &str,
+    seeds: &[u64],
+    spec_of: impl Fn(u64) -> PhantomSpec,
+) {
+    let mut a = analyzer();
+    let mut failures = Vec::new();
+    for &seed in seeds {
+        let c = compare(&mut a, &spec_of(seed), "nuisance").unwrap();
+        let scars = c.scar_count();
+        let name = label.replace("{}", &seed.to_string());
+        println!("{name}: scars {} of {}", scars.measured, scars.truth);
         if scars.relative_error() > 0.15 {
-            failures.push(format!("dark seed {seed} noise: scars {scars:?}"));
+            failures.push(format!("{name}: scars {scars:?}"));
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
@@ -770,27 +780,16 @@ fn jpeg_error_leaves_the_relief_band_on_dark_skin() {
 #[test]
 #[ignore = "known gap, issue 3: JPEG q90 on tan skin without erythema counts false scars"]
 fn jpeg_on_tan_skin_without_erythema_keeps_the_scar_count() {
-    let mut a = analyzer();
-    let mut failures = Vec::new();
-    for seed in [41, 11, 12] {
-        let mut s = spec(TonePreset::Tan, seed);
-        s.erythema.count = 0;
-        s.nuisances.jpeg_quality = Some(90);
-        let c = compare(&mut a, &s, "jpeg q90").unwrap();
-        let scars = c.scar_count();
-        println!(
-            "tan seed {seed} jpeg q90, no erythema: scars {} of {}",
-            scars.measured, scars.truth
-        );
-        // The issue's scar tolerance: 15%.
-        if scars.relative_error() > 0.15 {
-            failures.push(format!(
-                "seed {seed}: {} of {}",
-                scars.measured, scars.truth
-            ));
-        }
-    }
-    assert!(failures.is_empty(), "{failures:#?}");
+    scar_counts_within_15_percent_of_truth(
+        "tan seed {} jpeg q90, no erythema",
+        &[41, 11, 12],
+        |seed| {
+            let mut s = spec(TonePreset::Tan, seed);
+            s.erythema.count = 0;
+            s.nuisances.jpeg_quality = Some(90);
+            s
+        },
+    );
 }
 
 /// Macules are not scars, on dark skin under sensor noise and JPEG either. There the blue
