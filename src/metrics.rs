@@ -441,6 +441,7 @@ pub fn measure_region(
     // a shifted noise estimate) made the area jump by whole patches. Macules well above the
     // threshold (all the phantoms' and any a clinician would point at) count fully.
     let low_noise = maps.low_noise_shading().map(|s| window.cut(s.view()));
+    let blue_left_out = maps.blue_left_out();
     let ring_px = (CONFIRM_RING_MM * px_per_mm).ceil() as usize;
     let reach = PatchReach {
         near: (PATCH_REACH_MM * px_per_mm) as usize,
@@ -488,7 +489,12 @@ pub fn measure_region(
                 // (high adaptive threshold) can be a small part of it, ringed by the macule itself.
                 .filter(|(b, _)| match (low_noise, patch.gain) {
                     (Some(shading), Some(gain)) => {
-                        confirmed_by_shading(b, map, shading, &mask, gain, ring_px)
+                        let (darkening, predicted) =
+                            shading_darkening(b, map, shading, &mask, gain, ring_px);
+                        let relief = patch.relief_checked
+                            && blue_left_out
+                            && darkening > RELIEF_DARKENING * predicted;
+                        darkening >= CONFIRM_FRACTION * predicted && !relief
                     }
                     _ => true,
                 })
@@ -553,6 +559,7 @@ pub fn measure_region(
             gain: maps.low_noise.map(|l| l.melanin_gain),
             mottled: true,
             peak_min_fraction: MACULE_PEAK_MIN_FRACTION,
+            relief_checked: true,
         },
     );
     let (hemoglobin_excess, redness) = patches(
@@ -564,6 +571,7 @@ pub fn measure_region(
             gain: maps.low_noise.map(|l| l.hemoglobin_gain),
             mottled: false,
             peak_min_fraction: ERYTHEMA_PEAK_MIN_FRACTION,
+            relief_checked: false,
         },
     );
 
@@ -738,7 +746,7 @@ struct PatchChannel<'a> {
     threshold: f32,
     /// Least area of a patch, mm².
     min_area_mm2: f64,
-    /// Darkening of the low-noise shading per unit of excess (see [`confirmed_by_shading`]).
+    /// Darkening of the low-noise shading per unit of excess (see [`shading_darkening`]).
     gain: Option<f32>,
     /// The map's spread on skin is mostly texture that grows with the chromophore itself:
     /// detect with [`mottled_threshold`]. True for melanin. Not for hemoglobin: its mottle
@@ -750,6 +758,10 @@ struct PatchChannel<'a> {
     /// highest pixel ([`patch_extent`]): [`MACULE_PEAK_MIN_FRACTION`] or
     /// [`ERYTHEMA_PEAK_MIN_FRACTION`].
     peak_min_fraction: f32,
+    /// Whether a patch that darkens the low-noise shading far beyond what its excess predicts
+    /// is relief, not this chromophore, when blue is left out (see [`RELIEF_DARKENING`]). True
+    /// for melanin.
+    relief_checked: bool,
 }
 
 /// Severity scores: 0 (none) … 100 (most severe), strictly increasing in their inputs and
@@ -1372,8 +1384,21 @@ const PATCH_SCALE_GAIN: f32 = 1.5;
 const CONFIRM_RING_MM: f64 = 1.0;
 
 /// A patch must darken the low-noise shading by at least this fraction of what its mean
-/// chromophore excess predicts (see [`confirmed_by_shading`]).
+/// chromophore excess predicts (see [`shading_darkening`]).
 const CONFIRM_FRACTION: f64 = 0.5;
+
+/// Where blue is left out ([`crate::model::SkinMaps::blue_left_out`]), a pigment patch that
+/// darkens the low-noise shading by more than this multiple of what its melanin predicts is
+/// relief, not pigment (see [`shading_darkening`]).
+///
+/// Why: without blue the chromophore estimate assumes the shading flat wherever red and green
+/// do not change alike, and a shallow relief whose red and green excess is too small to read
+/// pixel by pixel goes to melanin. Relief darkens the shading in full, and melanin by its
+/// gain. Measured (a temporary debug print): on our dark phantoms under σ 0.002–0.006 noise,
+/// two boxcar walls that became 0.8–2-mm² "macules" read 1.64 and 3.28, and the macules
+/// 1.05–1.26; on the independent renderer's noisy dark macules 0.97–1.40. Erythema patches
+/// read up to 1.58, so hemoglobin is not checked.
+const RELIEF_DARKENING: f64 = 1.5;
 
 /// A hole in a patch's extent is filled when its mean chromophore level lies at least this
 /// fraction of the way from the skin around the patch to the patch's own rim
@@ -1564,10 +1589,11 @@ fn wide_edge(
     Blob { pixels }
 }
 
-/// True when a chromophore patch is confirmed by the low-noise shading `u · OD`
-/// ([`crate::model::LowNoiseShading`]): the patch is darker there than the ring of
-/// `ring_px` around its bounding box by at least [`CONFIRM_FRACTION`] of `gain` × its mean
-/// excess.
+/// How much a chromophore patch darkens the low-noise shading `u · OD`
+/// ([`crate::model::LowNoiseShading`]), and how much its excess predicts: `(darkening,
+/// predicted)`, the patch's mean shading minus the mean over a ring of `ring_px` around its
+/// bounding box, and `gain` × its mean excess. A patch is confirmed when the darkening is at
+/// least [`CONFIRM_FRACTION`] of the prediction.
 ///
 /// Why: melanin and hemoglobin come from the Tsumura projection, which leans on the blue
 /// channel. On pigmented skin one code value of blue is 0.02–0.07 OD, and JPEG's Y/Cb/Cr
@@ -1576,17 +1602,17 @@ fn wide_edge(
 /// macule or erythema patch absorbs in every channel and darkens `u · OD` by `gain` per unit
 /// of excess (0.46 for melanin, 0.38 for hemoglobin); a blue-only excursion moves it by a
 /// twenty-fourth of that (u_B = 0.15 against the melanin row's 3.6 on blue).
-fn confirmed_by_shading(
+fn shading_darkening(
     blob: &Blob,
     excess: ndarray::ArrayView2<'_, f32>,
     shading: ndarray::ArrayView2<'_, f32>,
     mask: &Array2<bool>,
     gain: f32,
     ring_px: usize,
-) -> bool {
+) -> (f64, f64) {
     let (h, w) = mask.dim();
     let Some(((y0, x0), (y1, x1))) = bounding_box(blob.pixels.iter().copied()) else {
-        return true;
+        return (0.0, 0.0);
     };
     let (mut inside, mut predicted) = (0f64, 0f64);
     for &(y, x) in &blob.pixels {
@@ -1605,10 +1631,12 @@ fn confirmed_by_shading(
         }
     }
     if count == 0 {
-        return true;
+        return (0.0, 0.0);
     }
-    let darkening = inside / n - ring / count as f64;
-    darkening >= CONFIRM_FRACTION * f64::from(gain) * predicted / n
+    (
+        inside / n - ring / count as f64,
+        f64::from(gain) * predicted / n,
+    )
 }
 
 /// `response` with each pixel's deviation from the region's median (`median` and robust spread

@@ -151,6 +151,8 @@ pub struct SkinMaps {
     pub weighting: Option<ChromophoreWeighting>,
     /// Each channel's noise in the photo, 8-bit code values ([`channel_noise_codes`]).
     pub photo_noise_codes: [f64; 3],
+    /// Blue's noise in the photo, read on 2 × 2 means too, codes ([`blue_noise_codes`]).
+    pub blue_noise_codes: f64,
     /// Each channel's noise at each level in the photo ([`crate::noise::NoiseLevels`]).
     pub noise_levels: [crate::noise::NoiseLevels; 3],
     /// σ (working pixels) of the pore band's centre and surround Gaussians, when the manifest
@@ -159,7 +161,7 @@ pub struct SkinMaps {
     /// The pore band's noise per working pixel, computed on first use.
     pore_noise: std::sync::OnceLock<Option<Array2<f32>>>,
     /// The noise-weighted `[melanin_excess, hemoglobin_excess]`, computed on first use.
-    weighted_excess: std::sync::OnceLock<Option<[Array2<f32>; 2]>>,
+    weighted_excess: std::sync::OnceLock<Option<WeightedExcess>>,
     /// The noise-weighted relief band, computed on first use.
     relief: std::sync::OnceLock<Option<crate::relief::Relief>>,
     /// Channel levels and noise per level-grid block, computed on first use.
@@ -350,7 +352,7 @@ impl ChromophoreWeighting {
 
     /// The noise-weighted `[melanin_excess, hemoglobin_excess]` of `maps`; `None` when the
     /// model lacks one of the channels it needs.
-    fn excess(&self, maps: &SkinMaps) -> Option<[Array2<f32>; 2]> {
+    fn excess(&self, maps: &SkinMaps) -> Option<WeightedExcess> {
         let melanin = maps.channel("melanin_excess")?;
         let hemoglobin = maps.channel("hemoglobin_excess")?;
         let shading = maps.channel("shading")?.to_owned();
@@ -377,13 +379,21 @@ impl ChromophoreWeighting {
         // their number; the clip bias does not.
         let photo_sigma = sigma_px / maps.zoom;
         let samples = (4.0 * std::f64::consts::PI * photo_sigma * photo_sigma).max(1.0);
+        let sigma = |c: usize, b: (usize, usize)| {
+            density_uncertainty(f64::from(levels[c][b]), noise[c], samples)
+        };
+        let blue_left_out = noise_limited_blue(&levels[2], maps.blue_noise_codes);
         let coefficients = Array2::from_shape_fn((bh, bw), |b| {
             let prior = prior_weight(red[b], green[b]);
             if prior == 0.0 {
                 return [0.0; 2];
             }
-            let sigma = |c: usize| density_uncertainty(f64::from(levels[c][b]), noise[c], samples);
-            self.shading_coefficients([sigma(0), sigma(1), sigma(2)])
+            let blue = if blue_left_out {
+                f64::INFINITY
+            } else {
+                sigma(2, b)
+            };
+            self.shading_coefficients([sigma(0, b), sigma(1, b), blue])
                 .map(|k| (prior * k) as f32)
         });
         let mut out = [melanin.to_owned(), hemoglobin.to_owned()];
@@ -392,8 +402,57 @@ impl ChromophoreWeighting {
             out[0][[y, x]] -= cm * s;
             out[1][[y, x]] -= ch * s;
         }
-        Some(out)
+        Some(WeightedExcess {
+            maps: out,
+            blue_left_out,
+        })
     }
+}
+
+/// The noise-weighted `[melanin_excess, hemoglobin_excess]` ([`ChromophoreWeighting`]).
+#[derive(Debug, Clone)]
+struct WeightedExcess {
+    maps: [Array2<f32>; 2],
+    /// Whether blue was left out everywhere ([`noise_limited_blue`]).
+    blue_left_out: bool,
+}
+
+/// The skin's blue level, in units of blue's noise, below which blue is left out of the
+/// chromophore estimate everywhere in the photo (see [`noise_limited_blue`]).
+///
+/// Why 8: a macule darkens blue threefold or more (the independent renderer's dark macules:
+/// 10 codes of skin to 1–2), so below 8 σ of skin its blue lies within about 2.7 σ of 0,
+/// where clipping biases it. Measured as median blue level over [`blue_noise_codes`]
+/// (`scripts/independent_phantoms.py`, seeds 1 and 2, tan to dark skin, 5–20 px/mm): dark
+/// skin under 4 codes of noise 2.6, under 3 codes of noise and JPEG q85 4.6–5.1; brown skin
+/// under noise 11.8; dark JPEG-only 13–14.5; every clean, exposure and cast photo 21 or more;
+/// the 13 portraits in `../shared/photos` 13–34.
+const NOISE_LIMITED_BLUE_LEVEL: f64 = 8.0;
+
+/// Whether blue is too noisy to be used anywhere in the photo: its median level over the
+/// level grid's blocks (`blue_levels`, codes) below [`NOISE_LIMITED_BLUE_LEVEL`] times its
+/// noise (`blue_noise`, codes, [`blue_noise_codes`]).
+///
+/// Why the whole photo and not pixel by pixel: a macule is found against the spread of the
+/// skin around it. At a dark macule's centre, where blue sits within its noise of 0, the
+/// weighting leaves blue out and measures the macule in red and green. In the skin around it
+/// blue is a few codes deeper, its uncertainty (0.03–0.1 OD under 4 codes of noise) is
+/// below the shading prior's 0.2, and the weighting keeps it, so its noise reaches the
+/// melanin map 3.6-fold. The threshold then comes from a noisier estimate than the macule's.
+/// On the independent dark phantoms under noise the macules read 1.1–2.4 melanin units either
+/// way, and the skin's spread 0.40 with blue against 0.33 without. Two of three macules fell
+/// below the threshold: 1.6–1.8% pigmented area for 3.1–4.5%, and 0.1–1.5% under noise and
+/// JPEG. Leaving blue out of the whole photo measures macule and skin alike. It is not done on
+/// clean photos: there blue sees a dark macule best, and red and green alone read the
+/// independent renderer's clean dark macules up to 2 points lower.
+fn noise_limited_blue(blue_levels: &Array2<f32>, blue_noise: f64) -> bool {
+    let mut levels: Vec<f32> = blue_levels.iter().copied().collect();
+    if levels.is_empty() || blue_noise <= 0.0 {
+        return false;
+    }
+    let mid = levels.len() / 2;
+    let (_, median, _) = levels.select_nth_unstable_by(mid, f32::total_cmp);
+    f64::from(*median) < NOISE_LIMITED_BLUE_LEVEL * blue_noise
 }
 
 /// Local levels over a smoothing of σ working pixels, computed on a grid of `f × f` blocks
@@ -476,36 +535,71 @@ fn prior_weight(red: f32, green: f32) -> f64 {
 /// is smooth over a photo pixel, so the four-neighbour residual is mostly noise and JPEG
 /// rounding; the median ignores the pores, hair and edges that make its tails.
 pub fn channel_noise_codes(photo: &Rgb32FImage, crop: (u32, u32, u32, u32)) -> [f64; 3] {
-    let (x0, y0, x1, y1) = crop;
-    if x1 < x0 + 3 || y1 < y0 + 3 {
-        return [0.0; 3];
-    }
-    // A quarter of a million samples are plenty for a median.
-    let area = f64::from(x1 - x0) * f64::from(y1 - y0);
-    let step = (area / 2.5e5).sqrt().ceil().max(1.0) as usize;
-    [0, 1, 2].map(|c| {
-        let at = |x: u32, y: u32| 255.0 * photo.get_pixel(x, y).0[c];
-        let mut residuals: Vec<f32> = (y0 + 1..y1 - 1)
-            .step_by(step)
-            .flat_map(|y| {
-                (x0 + 1..x1 - 1).step_by(step).map(move |x| {
-                    (at(x, y) - 0.25 * (at(x, y - 1) + at(x, y + 1) + at(x - 1, y) + at(x + 1, y)))
-                        .abs()
-                })
-            })
-            .collect();
-        1.4826 * grouped_median(&mut residuals) / 1.25f64.sqrt()
-    })
+    [0, 1, 2].map(|c| residual_noise_codes(photo, crop, c, 1))
 }
 
-/// The median of residuals of 8-bit codes, interpolated within its quarter-code step.
+/// Blue's noise in `photo` inside `crop`, codes, read on the means of 2 × 2 pixels (times 2)
+/// as well as on single pixels ([`channel_noise_codes`]): the larger of the two.
+///
+/// Why the 2 × 2 means: JPEG removes the finest scale of the noise after the camera clipped
+/// it at 0, so the clip bias stays and the pixel residual no longer shows its cause. On the
+/// independent renderer's dark phantoms with 3 codes of noise saved at JPEG q85 the pixels read
+/// 0.63 codes and the 2 × 2 means 1.8. For white noise the two agree. Only the decision of
+/// [`noise_limited_blue`] reads it: on the portraits the means read 3–6 codes (texture and
+/// demosaicing as much as noise), which would move the pixel weights of every photo.
+pub fn blue_noise_codes(photo: &Rgb32FImage, crop: (u32, u32, u32, u32)) -> f64 {
+    residual_noise_codes(photo, crop, 2, 1).max(residual_noise_codes(photo, crop, 2, 2))
+}
+
+/// The four-neighbour residual noise of channel `c` on the means of `bin × bin` pixels of
+/// `crop`, scaled back to one pixel's noise (× `bin`), in codes (see [`channel_noise_codes`]
+/// and [`blue_noise_codes`]).
+fn residual_noise_codes(
+    photo: &Rgb32FImage,
+    crop: (u32, u32, u32, u32),
+    c: usize,
+    bin: u32,
+) -> f64 {
+    let (x0, y0, x1, y1) = crop;
+    let (w, h) = (x1.saturating_sub(x0) / bin, y1.saturating_sub(y0) / bin);
+    if w < 3 || h < 3 {
+        return 0.0;
+    }
+    // A quarter of a million samples are plenty for a median.
+    let area = f64::from(w) * f64::from(h);
+    let step = (area / 2.5e5).sqrt().ceil().max(1.0) as usize;
+    let at = |bx: u32, by: u32| {
+        let (px, py) = (x0 + bx * bin, y0 + by * bin);
+        let sum: f32 = (py..py + bin)
+            .flat_map(|y| (px..px + bin).map(move |x| photo.get_pixel(x, y).0[c]))
+            .sum();
+        255.0 * sum / (bin * bin) as f32
+    };
+    // The residual of means of `bin²` integer codes is a multiple of 1/(4·bin²) code; it is
+    // put back on that grid, which the photo's float values miss by rounding.
+    let step_codes = 0.25 / f64::from(bin * bin);
+    let grid = step_codes as f32;
+    let mut residuals: Vec<f32> = (1..h - 1)
+        .step_by(step)
+        .flat_map(|y| {
+            (1..w - 1).step_by(step).map(move |x| {
+                let r =
+                    at(x, y) - 0.25 * (at(x, y - 1) + at(x, y + 1) + at(x - 1, y) + at(x + 1, y));
+                (r.abs() / grid).round() * grid
+            })
+        })
+        .collect();
+    f64::from(bin) * 1.4826 * grouped_median(&mut residuals, step_codes) / 1.25f64.sqrt()
+}
+
+/// The median of residuals of 8-bit codes (or of means of them), interpolated within their
+/// `step` (a quarter code for single pixels).
 ///
 /// Why: the four-neighbour residual of integer codes is a multiple of ¼ code, so on a photo
 /// with a code or two of noise a plain median jumps by a third of the estimate; the grouped
 /// median (the median's position within the run of equal values, spread over the step) moves
 /// smoothly with the noise.
-fn grouped_median(values: &mut [f32]) -> f64 {
-    const STEP: f64 = 0.25;
+fn grouped_median(values: &mut [f32], step: f64) -> f64 {
     if values.is_empty() {
         return 0.0;
     }
@@ -514,7 +608,7 @@ fn grouped_median(values: &mut [f32]) -> f64 {
     let lo = values.iter().filter(|&&x| x < v).count();
     let hi = values.iter().filter(|&&x| x <= v).count();
     let within = (values.len() as f64 / 2.0 - lo as f64) / (hi - lo) as f64;
-    (f64::from(v) + (within - 0.5) * STEP).max(0.0)
+    (f64::from(v) + (within - 0.5) * step).max(0.0)
 }
 
 /// How uncertain (natural-log OD) the density of a channel is whose local mean level reads
@@ -611,15 +705,24 @@ impl SkinMaps {
         let index = ["melanin_excess", "hemoglobin_excess"]
             .iter()
             .position(|n| *n == name);
-        if let (Some(i), Some(weighting)) = (index, &self.weighting)
-            && let Some(maps) = self
-                .weighted_excess
-                .get_or_init(|| weighting.excess(self))
-                .as_ref()
-        {
-            return Some(maps[i].view());
+        if let (Some(i), Some(weighted)) = (index, self.weighted_excess()) {
+            return Some(weighted.maps[i].view());
         }
         self.channel(name)
+    }
+
+    /// The noise-weighted excess maps, computed once; `None` without a weighting.
+    fn weighted_excess(&self) -> Option<&WeightedExcess> {
+        let weighting = self.weighting.as_ref()?;
+        self.weighted_excess
+            .get_or_init(|| weighting.excess(self))
+            .as_ref()
+    }
+
+    /// Whether the chromophore maps the metrics measure were estimated without blue (see
+    /// [`noise_limited_blue`]): they then tell pigment from relief by red and green alone.
+    pub fn blue_left_out(&self) -> bool {
+        self.weighted_excess().is_some_and(|w| w.blue_left_out)
     }
 
     /// The noise-weighted relief band (see [`crate::relief::Relief`]), computed once; `None`
@@ -857,6 +960,7 @@ impl SkinModel {
             low_noise_map: std::sync::OnceLock::new(),
             weighting: ChromophoreWeighting::from_manifest(&self.manifest),
             photo_noise_codes: channel_noise_codes(photo, crop),
+            blue_noise_codes: blue_noise_codes(photo, crop),
             noise_levels: crate::noise::NoiseLevels::measure(photo, crop),
             pore_band_px: pore_band_px(&self.manifest),
             pore_noise: std::sync::OnceLock::new(),
@@ -1209,6 +1313,60 @@ mod tests {
     }
 
     #[test]
+    fn blue_noise_is_read_where_jpeg_smoothed_it_away() {
+        // Dark skin's blue, 8 codes, under σ 3 codes of noise clipped at 0 (Box–Muller from a
+        // fixed LCG), then saved as JPEG q85.
+        let mut state = 777u64;
+        let mut uniform = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+        };
+        let mut gauss = || {
+            let (u, v) = (uniform(), uniform());
+            (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+        };
+        let (w, h) = (320u32, 240u32);
+        let mut noisy = image::RgbImage::new(w, h);
+        for p in noisy.pixels_mut() {
+            for (value, level) in p.0.iter_mut().zip([60.0, 30.0, 8.0]) {
+                *value = (level + 3.0 * gauss()).round().clamp(0.0, 255.0) as u8;
+            }
+        }
+        let crop = (0, 0, w, h);
+        let float =
+            |img: &image::RgbImage| image::DynamicImage::ImageRgb8(img.clone()).into_rgb32f();
+        // Unsmoothed noise: pixels and 2 × 2 means agree.
+        let white = float(&noisy);
+        let (fine, binned) = (
+            channel_noise_codes(&white, crop)[2],
+            blue_noise_codes(&white, crop),
+        );
+        assert!(
+            (binned - fine).abs() < 0.25 && fine > 2.0,
+            "{fine} {binned}"
+        );
+        // JPEG removes the finest scale: the pixels read far less than the noise that was
+        // clipped, the 2 × 2 means much more of it.
+        let bytes = crate::phantom::jpeg_round_trip(&noisy, 85).unwrap();
+        let jpeg = image::load_from_memory(&bytes).unwrap().into_rgb32f();
+        let (fine, binned) = (
+            channel_noise_codes(&jpeg, crop)[2],
+            blue_noise_codes(&jpeg, crop),
+        );
+        assert!(binned > 1.5 * fine, "{fine} {binned}");
+        // Skin whose blue is 8 codes is noise-limited under that noise, not under rounding.
+        let skin = Array2::from_elem((20, 20), 8.0f32);
+        assert!(noise_limited_blue(&skin, binned));
+        assert!(!noise_limited_blue(&skin, QUANTIZATION_CODES));
+        assert!(!noise_limited_blue(
+            &Array2::from_elem((20, 20), 120.0f32),
+            binned
+        ));
+    }
+
+    #[test]
     fn relief_does_not_take_the_shading_prior() {
         // Relief darkens red and green alike; melanin red 0.67 as much; plain skin is let be.
         assert_eq!(prior_weight(0.3, 0.3), 0.0);
@@ -1241,6 +1399,7 @@ mod tests {
             low_noise_map: std::sync::OnceLock::new(),
             weighting: None,
             photo_noise_codes: [0.0; 3],
+            blue_noise_codes: 0.0,
             noise_levels: Default::default(),
             pore_band_px: None,
             pore_noise: std::sync::OnceLock::new(),
