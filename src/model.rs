@@ -1282,20 +1282,25 @@ mod tests {
         assert!(bright < 0.01, "{bright}");
     }
 
-    #[test]
-    fn channel_noise_is_read_from_the_photo() {
-        // A smooth gradient with Gaussian noise of σ 3 codes (Box–Muller from a fixed LCG).
-        let mut state = 12345u64;
-        let mut uniform = || {
+    /// Standard normal deviates, Box–Muller from a fixed LCG seeded with `seed`.
+    fn gaussian_source(seed: u64) -> impl FnMut() -> f64 {
+        let mut state = seed;
+        let mut uniform = move || {
             state = state
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
         };
-        let mut gauss = || {
+        move || {
             let (u, v) = (uniform(), uniform());
             (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
-        };
+        }
+    }
+
+    #[test]
+    fn channel_noise_is_read_from_the_photo() {
+        // A smooth gradient with Gaussian noise of σ 3 codes.
+        let mut gauss = gaussian_source(12345);
         let (w, h) = (300u32, 200u32);
         let mut photo = Rgb32FImage::new(w, h);
         for (x, y, p) in photo.enumerate_pixels_mut() {
@@ -1314,19 +1319,9 @@ mod tests {
 
     #[test]
     fn blue_noise_is_read_where_jpeg_smoothed_it_away() {
-        // Dark skin's blue, 8 codes, under σ 3 codes of noise clipped at 0 (Box–Muller from a
-        // fixed LCG), then saved as JPEG q85.
-        let mut state = 777u64;
-        let mut uniform = || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-        };
-        let mut gauss = || {
-            let (u, v) = (uniform(), uniform());
-            (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
-        };
+        // Dark skin's blue, 8 codes, under σ 3 codes of noise clipped at 0, then saved as JPEG
+        // q85.
+        let mut gauss = gaussian_source(777);
         let (w, h) = (320u32, 240u32);
         let mut noisy = image::RgbImage::new(w, h);
         for p in noisy.pixels_mut() {
