@@ -422,8 +422,9 @@ struct WeightedExcess {
 ///
 /// Why 8: a macule darkens blue threefold or more (the independent renderer's dark macules:
 /// 10 codes of skin to 1–2), so below 8 σ of skin its blue lies within about 2.7 σ of 0,
-/// where clipping biases it. Measured as median blue level over [`blue_noise_codes`]
-/// (`scripts/independent_phantoms.py`, seeds 1 and 2, tan to dark skin, 5–20 px/mm): dark
+/// where clipping biases it. Measured (a temporary debug print) as median blue level over
+/// [`blue_noise_codes`] (`scripts/independent_phantoms.py`, seeds 1 and 2, tan to dark skin,
+/// 5–20 px/mm): dark
 /// skin under 4 codes of noise 2.6, under 3 codes of noise and JPEG q85 4.6–5.1; brown skin
 /// under noise 11.8; dark JPEG-only 13–14.5; every clean, exposure and cast photo 21 or more;
 /// the 13 portraits in `../shared/photos` 13–34.
@@ -539,16 +540,18 @@ pub fn channel_noise_codes(photo: &Rgb32FImage, crop: (u32, u32, u32, u32)) -> [
 }
 
 /// Blue's noise in `photo` inside `crop`, codes, read on the means of 2 × 2 pixels (times 2)
-/// as well as on single pixels ([`channel_noise_codes`]): the larger of the two.
+/// as well as on single pixels (`pixel_noise`, blue's [`channel_noise_codes`]): the larger of
+/// the two.
 ///
 /// Why the 2 × 2 means: JPEG removes the finest scale of the noise after the camera clipped
 /// it at 0, so the clip bias stays and the pixel residual no longer shows its cause. On the
 /// independent renderer's dark phantoms with 3 codes of noise saved at JPEG q85 the pixels read
-/// 0.63 codes and the 2 × 2 means 1.8. For white noise the two agree. Only the decision of
+/// 0.63 codes and the 2 × 2 means 1.8 (a temporary debug print; the unit test
+/// `blue_noise_is_read_where_jpeg_smoothed_it_away` checks the same effect). For white noise the two agree. Only the decision of
 /// [`noise_limited_blue`] reads it: on the portraits the means read 3–6 codes (texture and
 /// demosaicing as much as noise), which would move the pixel weights of every photo.
-pub fn blue_noise_codes(photo: &Rgb32FImage, crop: (u32, u32, u32, u32)) -> f64 {
-    residual_noise_codes(photo, crop, 2, 1).max(residual_noise_codes(photo, crop, 2, 2))
+pub fn blue_noise_codes(photo: &Rgb32FImage, crop: (u32, u32, u32, u32), pixel_noise: f64) -> f64 {
+    pixel_noise.max(residual_noise_codes(photo, crop, 2, 2))
 }
 
 /// The four-neighbour residual noise of channel `c` on the means of `bin × bin` pixels of
@@ -943,6 +946,7 @@ impl SkinModel {
         let (cw, ch) = band_limited.dimensions();
         let srgb = resample_linear_light(&band_limited, (0, 0, cw, ch), zoom)?;
         let maps = self.infer(&srgb)?;
+        let photo_noise_codes = channel_noise_codes(photo, crop);
         Ok(SkinMaps {
             maps,
             channels: self
@@ -959,8 +963,8 @@ impl SkinModel {
             low_noise: LowNoiseShading::from_manifest(&self.manifest),
             low_noise_map: std::sync::OnceLock::new(),
             weighting: ChromophoreWeighting::from_manifest(&self.manifest),
-            photo_noise_codes: channel_noise_codes(photo, crop),
-            blue_noise_codes: blue_noise_codes(photo, crop),
+            photo_noise_codes,
+            blue_noise_codes: blue_noise_codes(photo, crop, photo_noise_codes[2]),
             noise_levels: crate::noise::NoiseLevels::measure(photo, crop),
             pore_band_px: pore_band_px(&self.manifest),
             pore_noise: std::sync::OnceLock::new(),
@@ -1334,10 +1338,8 @@ mod tests {
             |img: &image::RgbImage| image::DynamicImage::ImageRgb8(img.clone()).into_rgb32f();
         // Unsmoothed noise: pixels and 2 × 2 means agree.
         let white = float(&noisy);
-        let (fine, binned) = (
-            channel_noise_codes(&white, crop)[2],
-            blue_noise_codes(&white, crop),
-        );
+        let fine = channel_noise_codes(&white, crop)[2];
+        let binned = blue_noise_codes(&white, crop, fine);
         assert!(
             (binned - fine).abs() < 0.25 && fine > 2.0,
             "{fine} {binned}"
@@ -1346,10 +1348,8 @@ mod tests {
         // clipped, the 2 × 2 means much more of it.
         let bytes = crate::phantom::jpeg_round_trip(&noisy, 85).unwrap();
         let jpeg = image::load_from_memory(&bytes).unwrap().into_rgb32f();
-        let (fine, binned) = (
-            channel_noise_codes(&jpeg, crop)[2],
-            blue_noise_codes(&jpeg, crop),
-        );
+        let fine = channel_noise_codes(&jpeg, crop)[2];
+        let binned = blue_noise_codes(&jpeg, crop, fine);
         assert!(binned > 1.5 * fine, "{fine} {binned}");
         // Skin whose blue is 8 codes is noise-limited under that noise, not under rounding.
         let skin = Array2::from_elem((20, 20), 8.0f32);
