@@ -1665,13 +1665,14 @@ fn shading_darkening(
 /// skin under 3 codes of noise and JPEG q85 (15 px/mm) the predicted band noise was 0.003 for
 /// a band spread of 0.028, so nothing was scaled, while the pixels the model calls 1.6–2 times
 /// noisier than typical (the macules) spread 0.062: all 17 of its extra pores (81 for 67) lay
-/// inside macules (temporary debug prints). Which pixels are noisier is still the model's call (their level says so);
-/// how much noisier, where the band measures more than the model predicts, is measured. That
-/// image now reads 64, and the independent sets' pore-count failures went from 9 to 6 (seed 1)
-/// and 7 to 6 (seed 2). On the portraits the darker, textured parts of a region (lashes, the
-/// inner corner of the eye, brow hairs) measure a wider band too and stop passing for pores
-/// (seen on cc0_zoom_15cm's overlays): 687 pores over the 13 portraits became 545, and a
-/// region's pore count changes under re-capture by 2.3 on average (2.7).
+/// inside macules (temporary debug prints). Which pixels are noisier is still the model's call
+/// (their level says so); how much noisier, where the band measures more than the model
+/// predicts, is measured. That image now reads 64, and the independent sets' pore-count
+/// failures went from 9 to 6 (seed 1) and 7 to 6 (seed 2). On the portraits the darker,
+/// textured parts of a region (lashes, the inner corner of the eye, brow hairs) measure a
+/// wider band too and stop passing for pores (seen on cc0_zoom_15cm's overlays): 687 pores
+/// over the 13 portraits became 545, and a region's pore count changes under re-capture by
+/// 2.3 on average (2.7).
 fn noise_scaled(
     response: ndarray::ArrayView2<'_, f32>,
     (median, sigma): (f32, f32),
@@ -1725,8 +1726,8 @@ const SPREAD_MARGIN_SE: f32 = 2.0;
 /// independent renderer's brown skin under a white-balance cast lost 4 of its 67 pores).
 const NOISE_BIN_SMOOTHING_MM: f64 = 0.5;
 
-/// The bin of predicted noise ratio `r`, or `None` at or below the typical noise, where the
-/// region's own spread stands.
+/// The bin of predicted noise ratio `r`, or `None` below the typical noise, where the region's
+/// own spread stands.
 fn ratio_bin(r: f32) -> Option<usize> {
     (r >= 1.0).then(|| (((r - 1.0) / NOISE_RATIO_BIN) as usize).min(NOISE_RATIO_BINS - 1))
 }

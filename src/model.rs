@@ -447,13 +447,9 @@ const NOISE_LIMITED_BLUE_LEVEL: f64 = 8.0;
 /// clean photos: there blue sees a dark macule best, and red and green alone read the
 /// independent renderer's clean dark macules up to 2 points lower.
 fn noise_limited_blue(blue_levels: &Array2<f32>, blue_noise: f64) -> bool {
-    let mut levels: Vec<f32> = blue_levels.iter().copied().collect();
-    if levels.is_empty() || blue_noise <= 0.0 {
-        return false;
-    }
-    let mid = levels.len() / 2;
-    let (_, median, _) = levels.select_nth_unstable_by(mid, f32::total_cmp);
-    f64::from(*median) < NOISE_LIMITED_BLUE_LEVEL * blue_noise
+    // An empty grid's median is NaN, which no comparison admits.
+    let median = crate::relief::median(blue_levels.iter().map(|&v| f64::from(v)));
+    blue_noise > 0.0 && median < NOISE_LIMITED_BLUE_LEVEL * blue_noise
 }
 
 /// Local levels over a smoothing of σ working pixels, computed on a grid of `f × f` blocks

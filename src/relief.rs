@@ -282,7 +282,7 @@ fn weights(terms: &VarianceTerms, columns: &[[f64; 3]; 2], prior: [f64; 2]) -> [
 }
 
 /// The median of `values` (NaN when there are none).
-fn median(values: impl Iterator<Item = f64>) -> f64 {
+pub(crate) fn median(values: impl Iterator<Item = f64>) -> f64 {
     let mut v: Vec<f64> = values.collect();
     if v.is_empty() {
         return f64::NAN;
