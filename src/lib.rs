@@ -44,6 +44,7 @@ pub mod relief;
 pub mod report;
 pub mod runtime;
 pub mod schema;
+mod stats;
 pub mod study;
 pub mod validation;
 

@@ -448,7 +448,7 @@ const NOISE_LIMITED_BLUE_LEVEL: f64 = 8.0;
 /// independent renderer's clean dark macules up to 2 points lower.
 fn noise_limited_blue(blue_levels: &Array2<f32>, blue_noise: f64) -> bool {
     // An empty grid's median is NaN, which no comparison admits.
-    let median = crate::relief::median(blue_levels.iter().map(|&v| f64::from(v)));
+    let median = crate::stats::median(blue_levels.iter().map(|&v| f64::from(v)));
     blue_noise > 0.0 && median < NOISE_LIMITED_BLUE_LEVEL * blue_noise
 }
 

@@ -53,6 +53,7 @@ use rustfft::{Fft, FftPlanner};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{linear_lut, lut_linear};
+use crate::stats::median;
 
 /// Working scale of the dense refinement, pixels per millimetre. Photos are box-downsampled by
 /// the integer factor nearest to `px_per_mm / ANALYSIS_PX_PER_MM`: at ~4 px/mm a 64-px patch
@@ -353,15 +354,6 @@ fn residuals(t: &Similarity, src: &[[f64; 2]], dst: &[[f64; 2]]) -> Vec<f64> {
         .collect()
 }
 
-fn median_of(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    let mid = v.len() / 2;
-    let (_, m, _) = v.select_nth_unstable_by(mid, f64::total_cmp);
-    *m
-}
-
 /// Linear-interpolated quantile of unsorted values (NaN when empty).
 fn quantile(v: &[f64], q: f64) -> f64 {
     if v.is_empty() {
@@ -380,13 +372,12 @@ fn robust_fit(src: &[[f64; 2]], dst: &[[f64; 2]], prior: Option<&[f64]>) -> Opti
     let prior: Vec<f64> = prior.map_or_else(|| vec![1.0; n], <[f64]>::to_vec);
     let mut best = fit_similarity(src, dst, Some(&prior))?;
     let sq_median = |t: &Similarity| {
-        median_of(
+        median(
             residuals(t, src, dst)
                 .into_iter()
                 .zip(&prior)
                 .filter(|(_, w)| **w > 0.0)
-                .map(|(r, _)| r * r)
-                .collect(),
+                .map(|(r, _)| r * r),
         )
     };
     let mut best_cost = sq_median(&best);
@@ -447,7 +438,7 @@ fn robust_fit(src: &[[f64; 2]], dst: &[[f64; 2]], prior: Option<&[f64]>) -> Opti
             .filter(|(_, w)| **w > 0.0)
             .map(|(r, _)| *r)
             .collect();
-        TUKEY_C * (median_of(kept) / RAYLEIGH_MEDIAN).max(sigma_floor)
+        TUKEY_C * (median(kept) / RAYLEIGH_MEDIAN).max(sigma_floor)
     };
     let mut t = best;
     for _ in 0..20 {

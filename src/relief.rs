@@ -41,6 +41,7 @@ use ndarray::Array2;
 
 use crate::model::{CHROMATICITY_SIGMA_PX, SkinMaps};
 use crate::noise::{BandGain, VarianceTerms};
+use crate::stats::median;
 
 /// The least band spread (natural-log OD) granted to melanin and hemoglobin, whatever the
 /// photo's maps say once its noise is taken out.
@@ -281,16 +282,6 @@ fn weights(terms: &VarianceTerms, columns: &[[f64; 3]; 2], prior: [f64; 2]) -> [
     [0, 1, 2].map(|c| lambda * solve_ones[c] - solve_l[c])
 }
 
-/// The median of `values` (NaN when there are none).
-pub(crate) fn median(values: impl Iterator<Item = f64>) -> f64 {
-    let mut v: Vec<f64> = values.collect();
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    let mid = v.len() / 2;
-    *v.select_nth_unstable_by(mid, f64::total_cmp).1
-}
-
 /// 1.4826 × the median absolute value of a band-pass (whose median is about 0): its σ, were it
 /// normal, without the tails that features make.
 fn robust_spread(band: &Array2<f32>) -> f64 {
@@ -444,9 +435,7 @@ mod tests {
     }
 
     #[test]
-    fn median_and_spread() {
-        assert_eq!(median([3.0, 1.0, 2.0].into_iter()), 2.0);
-        assert!(median(std::iter::empty()).is_nan());
+    fn robust_spread_is_sigma_for_a_symmetric_band() {
         let band = Array2::from_shape_fn((1, 5), |(_, x)| [-2.0, -1.0, 0.0, 1.0, 2.0][x]);
         assert!((robust_spread(&band) - 1.4826).abs() < 1e-6);
     }
