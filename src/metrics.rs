@@ -1042,9 +1042,11 @@ const PIT_MIN_OD: f32 = 0.4;
 ///   1.6 mm apart, 5 scars for 4 on 7 of its 78 images (light and very light skin at 8, 10 and
 ///   20 px/mm); judged at their own pit they are pores. The cost: among the 150 packed pores
 ///   below (`a_dark_pore_beside_a_scar_is_not_a_scar`), seeds 41 and 43 find 3 of 7 scars
-///   (4 and 5 before). On seed 43 one of its two lost flanks had stood for a 2.8-mm rolling
-///   scar 0.14 mm deep that the extent also covers (its own part's deepest floor is a pore's
-///   pit), the other for no drawn scar; seed 41 was not traced.
+///   (4 and 5 before). There the flank had stood for a scar the extent also covers, by luck:
+///   on seed 41 a 0.86-mm icepick only 0.36 mm deep, which judged at its own pit (0.76, 1.6×
+///   the quartile of these dark pores) the pit rule sorts to the pores; on seed 43 a 2.8-mm
+///   rolling scar 0.14 mm deep whose extent's own deepest floor is a pore's pit, and a second
+///   flank for no drawn scar (temporary debug prints).
 ///
 /// Extents stay inside their candidate, so only scars of the same candidate overlap.
 fn own_floors(
