@@ -1059,16 +1059,9 @@ fn own_floors(
     let deepest = |pixels: &mut dyn Iterator<Item = Pixel>| {
         pixels.max_by(|a, b| scar_response[*a].total_cmp(&scar_response[*b]))
     };
-    let local_max = |(y, x): Pixel| {
-        (y.saturating_sub(1)..=(y + 1).min(h - 1)).all(|ny| {
-            (x.saturating_sub(1)..=(x + 1).min(w - 1))
-                .all(|nx| scar_response[[ny, nx]] <= scar_response[[y, x]])
-        })
-    };
-    // The local maximum that steepest ascent from `p` reaches: the floor whose slope `p` is on.
-    let summit = |mut p: Pixel| loop {
-        let (y, x) = p;
-        let mut up = p;
+    // The highest neighbour above `p`, if any: `None` at a local maximum.
+    let uphill = |(y, x): Pixel| {
+        let mut up = (y, x);
         for ny in y.saturating_sub(1)..=(y + 1).min(h - 1) {
             for nx in x.saturating_sub(1)..=(x + 1).min(w - 1) {
                 if scar_response[[ny, nx]] > scar_response[up] {
@@ -1076,10 +1069,15 @@ fn own_floors(
                 }
             }
         }
-        if up == p {
-            break p;
+        (up != (y, x)).then_some(up)
+    };
+    let local_max = |p: Pixel| uphill(p).is_none();
+    // The local maximum that steepest ascent from `p` reaches: the floor whose slope `p` is on.
+    let summit = |mut p: Pixel| {
+        while let Some(up) = uphill(p) {
+            p = up;
         }
-        p = up;
+        p
     };
     let mut held = Array2::from_elem((h, w), false);
     let mut counted = std::collections::HashSet::new();

@@ -165,9 +165,10 @@ fn dark_pores_are_pores_and_icepicks_are_scars() {
 /// out of the pore count (133 of 150 on seed 46; now 144–152 on every seed). Only extra scars
 /// are judged: among this many large, dark pores, seeds 41 and 43–45 find 3–6 of 7 scars
 /// (4–6 in 0.4.15, before a floor's flank cut off by an earlier extent no longer stood for a
-/// scar; 5–7 before `own_floors`), a known gap (README, "Scars among many large, dark pores"): rolling scars
-/// 0.05–0.14 mm deep, icepicks as small as these pores, and wider but shallow icepicks that
-/// the pit rule sorts to pores this dark are missed.
+/// scar; 5–7 before `own_floors`), a known gap (README, "Scars among many large, dark
+/// pores"): rolling scars 0.05–0.14 mm deep, icepicks as small as these pores, and wider but
+/// shallow icepicks that the pit rule sorts to pores this dark are missed. Each phantom's
+/// counts are printed (`cargo test --release --test accuracy -- a_dark_pore --nocapture`).
 #[test]
 fn a_dark_pore_beside_a_scar_is_not_a_scar() {
     let mut a = analyzer();
@@ -181,6 +182,14 @@ fn a_dark_pore_beside_a_scar_is_not_a_scar() {
             s.pores.contrast = [0.35, 0.55];
             let c = compare(&mut a, &s, tone.name()).unwrap();
             let scars = c.scar_count();
+            println!(
+                "{} seed {seed}: scars {} of {}, pores {} of {}",
+                tone.name(),
+                scars.measured,
+                scars.truth,
+                c.pore_count().measured,
+                c.pore_count().truth
+            );
             // Scar count error ≤ 15%, on the high side.
             if scars.measured > scars.truth * 1.15 {
                 failures.push(format!("{} seed {seed}: scars {scars:?}", tone.name()));
