@@ -138,21 +138,43 @@ fn assumed_scale(working_px_per_mm: f64) -> Scale {
     }
 }
 
-/// A note when the photo's own pixels, not the settings, set the smallest pore counted.
+/// Narrowest icepick scars a report warns about, mm: icepick scars are narrow (under 2 mm
+/// at the surface; Jacob, Dover & Kaminer 2001, J Am Acad Dermatol 45:109) and both phantom
+/// renderers draw them 0.3–1.0 mm wide.
+const ICEPICK_NOTE_MM: f64 = 0.3;
+
+/// Notes when the photo's own pixels, not the settings, limit what is counted.
 ///
-/// Why: resampling to the working scale adds no detail, so on a photo coarser than one pixel
-/// per `pore_min_diameter_mm` the pore count covers fewer pores (the bundled portraits, at
-/// ≈ 3.5 px/mm, count pores from 0.29 mm). Counts from photos at different scales are then
-/// not comparable, and the reader of one report should know it.
-fn resolution_note(settings: &MetricSettings, px_per_mm: f64) -> Option<String> {
+/// Why: resampling to the working scale adds no detail.
+/// - On a photo coarser than one pixel per `pore_min_diameter_mm` the pore count covers fewer
+///   pores (the bundled portraits, at ≈ 3.5 px/mm, count pores from 0.29 mm).
+/// - Below [`metrics::narrowest_icepick_mm`] an icepick scar is told from a dark pore by its
+///   darkness alone, and is often counted as a pore (see `ICEPICK_MIN_SOURCE_PX` in
+///   `metrics`): the note appears below 8.3 px/mm.
+///
+/// Counts from photos at different scales are then not comparable, and the reader of one
+/// report should know it.
+fn resolution_notes(settings: &MetricSettings, px_per_mm: f64) -> Vec<String> {
     let smallest = metrics::smallest_pore_mm(settings, px_per_mm);
-    (smallest > settings.pore_min_diameter_mm).then(|| {
+    let icepick = metrics::narrowest_icepick_mm(px_per_mm);
+    let pores = (smallest > settings.pore_min_diameter_mm).then(|| {
         format!(
             "photo sampled at {px_per_mm:.2} px/mm: pores narrower than {smallest:.2} mm (one \
              photo pixel) are below its resolution and not counted; compare pore counts only \
              between photos of similar scale"
         )
-    })
+    });
+    let icepicks = (icepick > ICEPICK_NOTE_MM).then(|| {
+        let pixels = icepick * px_per_mm;
+        let finest = px_per_mm * icepick / ICEPICK_NOTE_MM;
+        format!(
+            "photo sampled at {px_per_mm:.2} px/mm: icepick scars narrower than {icepick:.2} mm \
+             ({pixels:.1} photo pixels) look like dark pores at this resolution and may be \
+             counted as pores, not scars; photograph at {finest:.1} px/mm or finer to count \
+             those from {ICEPICK_NOTE_MM} mm"
+        )
+    });
+    pores.into_iter().chain(icepicks).collect()
 }
 
 impl Analyzer {
@@ -366,9 +388,7 @@ impl Analyzer {
         let scale = analysis.regions.scale;
         let mut notes = analysis.regions.notes.clone();
         notes.extend(analysis.checked.quality.notes.iter().cloned());
-        if let Some(note) = resolution_note(&self.options.metrics, scale.px_per_mm) {
-            notes.push(note);
-        }
+        notes.extend(resolution_notes(&self.options.metrics, scale.px_per_mm));
         let mm2_per_px = 1.0 / (scale.px_per_mm * scale.px_per_mm);
         let regions = analysis
             .regions

@@ -1396,6 +1396,24 @@ pub fn smallest_pore_mm(settings: &MetricSettings, source_px_per_mm: f64) -> f64
         .max(PORE_MIN_SOURCE_PX / source_px_per_mm)
 }
 
+/// Narrowest icepick scar told from a pore, in source pixels across.
+///
+/// Why: below it an icepick and a large, dark pore are both a dark dot a pixel or two wide, and
+/// the pit rule ([`PIT_PORE_FACTOR`]) has only their darkness to go by, which the photo's
+/// pixels dilute. On the independent renderer's seeds 1–4 (`scripts/independent_phantoms.py`,
+/// clean images, 48 icepick scars per resolution) 34 of 48 were counted as scars at 5 px/mm
+/// and 191 of 192 at 8–20 px/mm. The ones lost at 5 px/mm were 0.40–0.49 mm wide (2.0–2.45
+/// pixels), and were counted as pores: their pits read 0.70–0.76 OD against 0.55–0.66 for the
+/// darkest pores of the same skin (a temporary debug print). Those of 0.51–0.54 mm (2.55–2.7
+/// pixels) were counted as scars.
+const ICEPICK_MIN_SOURCE_PX: f64 = 2.5;
+
+/// Narrowest icepick scar told from a pore on a photo sampled at `source_px_per_mm`, mm (see
+/// [`ICEPICK_MIN_SOURCE_PX`]); narrower ones may be counted as pores.
+pub fn narrowest_icepick_mm(source_px_per_mm: f64) -> f64 {
+    ICEPICK_MIN_SOURCE_PX / source_px_per_mm
+}
+
 /// How many times the `*_excess` smoothing may be doubled (0.3 → 0.6 → 1.2 mm by default)
 /// when a photo is too noisy for the finest.
 const PATCH_SCALE_STEPS: u32 = 2;
