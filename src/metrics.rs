@@ -1186,9 +1186,10 @@ const DEFICIT_SEEN: [f32; 2] = [0.5, 1.25];
 /// darkens the Tsumura shading, but red and green less than the shading (the lighter melanin
 /// brightens them), and the floor failed [`GREY_MIN_FRACTION`]. On the independent renderer's
 /// brown skin at 5 px/mm (seed 4, a rolling scar 4.65 mm wide and 0.23 mm deep; temporary
-/// debug prints) its floor's cell read shading 0.118, red 0.039, green 0.020 (their mean 0.25
-/// of the shading) and melanin −0.25; red and green see −0.11 of melanin and 0.077 of relief
-/// (0.65 of the shading). Only a deficit is taken out: a melanin excess that red and green
+/// debug prints) its floor's deepest cell read shading 0.118, red 0.039, green 0.020 (their
+/// mean 0.25 of the shading) and melanin −0.25. Red and green see −0.11 of melanin there (0.45
+/// of the model's deficit, just short of [`DEFICIT_SEEN`]) and 0.55–0.74 of it at the cells
+/// beside it, where the floor now passes. Only a deficit is taken out: a melanin excess that red and green
 /// share is the chromophore leak the grey test is there to refuse, and a blue-only dip
 /// (JPEG chroma, noise clipped at code 0) is a deficit red and green do not share.
 fn relief_past_deficit(red: f32, green: f32, melanin: f32) -> Option<f32> {
@@ -3245,6 +3246,21 @@ mod tests {
             weighted_relief: None,
             red: cells(red),
             green: cells(green),
+        }
+    }
+
+    #[test]
+    fn the_red_and_green_melanin_vector_is_the_model_manifests() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/models/skin-v1.json");
+        let manifest: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let sigma = &manifest["physics"]["sigma_mel_rgb"];
+        for (c, want) in MELANIN_RED_GREEN.iter().enumerate() {
+            let got = sigma[c].as_f64().expect("sigma_mel_rgb holds numbers");
+            assert!(
+                (got - f64::from(*want)).abs() < 1e-6,
+                "channel {c}: {got} vs {want}"
+            );
         }
     }
 
