@@ -35,6 +35,7 @@ pub mod model;
 pub mod noise;
 pub mod overlay;
 pub mod phantom;
+pub mod pore_band;
 pub mod progress_report;
 pub mod quality;
 pub mod reference;

@@ -354,7 +354,22 @@ pub fn measure_region(
     // A pore narrower than about one source pixel cannot be told from noise, whatever the
     // working scale: upsampling adds no detail.
     let pore_min_mm = smallest_pore_mm(settings, px_per_mm / maps.zoom);
-    let pore_response = channel("pore_response");
+    // The pore band is measured on the grey band of least spread over the region's skin
+    // where that pays (see [`crate::pore_band`]).
+    let model_pore = channel("pore_response");
+    let grey = maps
+        .density_bands()
+        .zip(maps.low_noise)
+        .and_then(|(bands, low_noise)| {
+            crate::pore_band::least_spread(
+                [0, 1, 2].map(|c| window.cut(bands.band(c))),
+                &mask,
+                model_pore,
+                robust_stats(model_pore, &mask),
+                low_noise.weights,
+            )
+        });
+    let pore_response = grey.as_ref().map_or(model_pore, |g| g.response.view());
     let (min_pore, max_pore) = (
         disk_area_px(pore_min_mm, px_per_mm),
         disk_area_px(settings.pore_max_diameter_mm, px_per_mm),
@@ -376,7 +391,12 @@ pub fn measure_region(
             .collect()
     };
     let pore_stats = robust_stats(pore_response, &mask);
-    let scaled = maps.pore_noise().map(|noise| {
+    let grey_noise = grey.as_ref().and_then(|g| maps.pore_noise_with(g.weights));
+    let pore_noise = match &grey {
+        Some(_) => grey_noise.as_ref(),
+        None => maps.pore_noise(),
+    };
+    let scaled = pore_noise.map(|noise| {
         noise_scaled(
             pore_response,
             pore_stats,

@@ -160,6 +160,9 @@ pub struct SkinMaps {
     pub pore_band_px: Option<[f32; 2]>,
     /// The pore band's noise per working pixel, computed on first use.
     pore_noise: std::sync::OnceLock<Option<Array2<f32>>>,
+    /// Each channel's density band at pore scale ([`crate::pore_band::DensityBands`]),
+    /// computed on first use.
+    density_bands: std::sync::OnceLock<Option<crate::pore_band::DensityBands>>,
     /// The noise-weighted `[melanin_excess, hemoglobin_excess]`, computed on first use.
     weighted_excess: std::sync::OnceLock<Option<WeightedExcess>>,
     /// The noise-weighted relief band, computed on first use.
@@ -763,32 +766,41 @@ impl SkinMaps {
     /// raise its own noise; like the chromophore weights they are computed on `f × f` blocks.
     pub fn pore_noise(&self) -> Option<&Array2<f32>> {
         self.pore_noise
-            .get_or_init(|| {
-                let [center, surround] = self.pore_band_px?;
-                let u = self.low_noise?.weights;
-                if self
-                    .noise_levels
-                    .iter()
-                    .any(crate::noise::NoiseLevels::is_empty)
-                {
-                    return None;
-                }
-                let gain = crate::noise::BandGain::compute(
-                    self.zoom,
-                    CHROMATICITY_SIGMA_PX,
-                    center,
-                    surround,
-                );
-                let grid = self.level_grid();
-                let (h, w) = grid.dim;
-                let noise = self
-                    .block_noise()
-                    .mapv(|(v, sigma)| gain.band_noise(v, sigma, u));
-                let f = grid.f;
-                Some(Array2::from_shape_fn((h, w), |(y, x)| {
-                    noise[[y / f, x / f]]
-                }))
-            })
+            .get_or_init(|| self.pore_noise_with(self.low_noise?.weights))
+            .as_ref()
+    }
+
+    /// The noise the photo's own noise puts into the pore band of `weights · OD` (weights
+    /// summing to 1) at each working pixel, as [`SkinMaps::pore_noise`] does for the model's
+    /// weights; for the metrics' grey pore band ([`crate::pore_band`]).
+    pub fn pore_noise_with(&self, weights: [f32; 3]) -> Option<Array2<f32>> {
+        let [center, surround] = self.pore_band_px?;
+        if self
+            .noise_levels
+            .iter()
+            .any(crate::noise::NoiseLevels::is_empty)
+        {
+            return None;
+        }
+        let gain =
+            crate::noise::BandGain::compute(self.zoom, CHROMATICITY_SIGMA_PX, center, surround);
+        let grid = self.level_grid();
+        let (h, w) = grid.dim;
+        let noise = self
+            .block_noise()
+            .mapv(|(v, sigma)| gain.band_noise(v, sigma, weights));
+        let f = grid.f;
+        Some(Array2::from_shape_fn((h, w), |(y, x)| {
+            noise[[y / f, x / f]]
+        }))
+    }
+
+    /// The pore band of each channel's density ([`crate::pore_band::DensityBands`]),
+    /// computed once and shared by the photo's regions; `None` when the model does not
+    /// describe its filters.
+    pub fn density_bands(&self) -> Option<&crate::pore_band::DensityBands> {
+        self.density_bands
+            .get_or_init(|| crate::pore_band::DensityBands::compute(self))
             .as_ref()
     }
 
@@ -964,6 +976,7 @@ impl SkinModel {
             noise_levels: crate::noise::NoiseLevels::measure(photo, crop),
             pore_band_px: pore_band_px(&self.manifest),
             pore_noise: std::sync::OnceLock::new(),
+            density_bands: std::sync::OnceLock::new(),
             weighted_excess: std::sync::OnceLock::new(),
             relief: std::sync::OnceLock::new(),
             block_noise: std::sync::OnceLock::new(),
@@ -1394,6 +1407,7 @@ mod tests {
             noise_levels: Default::default(),
             pore_band_px: None,
             pore_noise: std::sync::OnceLock::new(),
+            density_bands: std::sync::OnceLock::new(),
             weighted_excess: std::sync::OnceLock::new(),
             relief: std::sync::OnceLock::new(),
             block_noise: std::sync::OnceLock::new(),

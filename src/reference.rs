@@ -272,6 +272,15 @@ impl SkinReference {
         padded_smooth(x, &self.pore_surround) - padded_smooth(x, &self.scar_surround)
     }
 
+    /// The pore band-pass `G(pore_center) * x − G(pore_surround) * x` of a plane of any size,
+    /// as the graph forms `pore_response` from `u · OD`.
+    ///
+    /// Why: the metrics' grey pore band ([`crate::pore_band`]) mixes the channels' density
+    /// bands with weights of its own; `Σ u_c` times them is the model's band.
+    pub(crate) fn pore_band(&self, x: &Array2<f32>) -> Array2<f32> {
+        padded_smooth(x, &self.pore_center) - padded_smooth(x, &self.pore_surround)
+    }
+
     /// `√(G(scar_energy) * band²)`: the local RMS of a scar band-pass, as the graph forms
     /// `scar_energy`.
     pub(crate) fn scar_energy(&self, band: &Array2<f32>) -> Array2<f32> {
@@ -813,6 +822,52 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The model's pore band is `Σ u_c` times the channels' density bands: what lets the
+    /// metrics' grey pore band ([`crate::pore_band`]) mix them with weights of its own.
+    #[test]
+    fn the_pore_band_is_the_weighted_sum_of_the_channel_density_bands() {
+        let r = SkinReference::from_manifest(&manifest()).unwrap();
+        let (w, h) = (128u32, 160u32);
+        // Pigment-like mottle, a few grey dots and a colour gradient, reaching the borders.
+        let img = Rgb32FImage::from_fn(w, h, |x, y| {
+            let (fx, fy) = (x as f32, y as f32);
+            let mottle = 0.05 * ((fx * 0.37).sin() * (fy * 0.23).cos());
+            let dot = if (x % 17 == 3) && (y % 13 == 5) {
+                0.25
+            } else {
+                0.0
+            };
+            image::Rgb([
+                0.75 - 0.4 * mottle - dot + 0.001 * fx,
+                0.55 - 0.8 * mottle - dot,
+                0.45 - 1.2 * mottle - dot + 0.0005 * fy,
+            ])
+        });
+        let maps = r.run(&img).unwrap();
+        let model = maps.index_axis(Axis(0), 3);
+        let bands: Vec<Array2<f32>> = (0..3)
+            .map(|c| {
+                let od = Array2::from_shape_fn((h as usize, w as usize), |(y, x)| {
+                    crate::model::optical_density(img.get_pixel(x as u32, y as u32).0[c])
+                });
+                r.pore_band(&od)
+            })
+            .collect();
+        let u = r.pore_weights();
+        let mut worst = 0.0f32;
+        let mut spread = 0.0f32;
+        for ((y, x), &m) in model.indexed_iter() {
+            let sum: f32 = (0..3).map(|c| u[c] * bands[c][[y, x]]).sum();
+            worst = worst.max((sum - m).abs());
+            spread = spread.max(m.abs());
+        }
+        assert!(
+            spread > 0.05,
+            "the test image has no pore-scale contrast: {spread}"
+        );
+        assert!(worst < 1e-4 * spread.max(1.0), "worst {worst} of {spread}");
     }
 
     #[test]
