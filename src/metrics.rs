@@ -369,7 +369,6 @@ pub fn measure_region(
                 low_noise.weights,
             )
         });
-    let pore_response = grey.as_ref().map_or(model_pore, |g| g.response.view());
     let (min_pore, max_pore) = (
         disk_area_px(pore_min_mm, px_per_mm),
         disk_area_px(settings.pore_max_diameter_mm, px_per_mm),
@@ -390,43 +389,51 @@ pub fn measure_region(
             .filter(|b| (min_pore..=max_pore).contains(&(b.len() as f64)))
             .collect()
     };
-    let pore_stats = robust_stats(pore_response, &mask);
-    let grey_noise = grey.as_ref().and_then(|g| maps.pore_noise_with(g.weights));
-    let pore_noise = match &grey {
-        Some(_) => grey_noise.as_ref(),
-        None => maps.pore_noise(),
-    };
-    let scaled = pore_noise.map(|noise| {
-        noise_scaled(
-            pore_response,
-            pore_stats,
-            window.cut(noise.view()),
-            &mask,
-            px_per_mm,
-        )
-    });
-    let detection = scaled.as_ref().map_or(pore_response, |d| d.view());
-    let pore_t = {
+    // The detection map (the band scaled to the region's noise, see [`noise_scaled`]) and
+    // the threshold that holds the mirrored detector to its false alarms, for one pore band.
+    let dipole_reach = (RELIEF_PARTNER_MM * px_per_mm).ceil() as usize;
+    let allowed = (settings.pore_false_alarms_per_cm2 * area_mm2 / 100.0).floor() as usize;
+    let pore_threshold = |response: ndarray::ArrayView2<'_, f32>,
+                          noise: Option<&Array2<f32>>,
+                          exclusion: &Array2<bool>|
+     -> (Option<Array2<f32>>, f32) {
+        let stats = robust_stats(response, &mask);
+        let scaled = noise
+            .map(|noise| noise_scaled(response, stats, window.cut(noise.view()), &mask, px_per_mm));
+        let detection = scaled.as_ref().map_or(response, |d| d.view());
         let t0 = settings
             .pore_threshold
-            .max(pore_stats.0 + settings.noise_k * pore_stats.1);
+            .max(stats.0 + settings.noise_k * stats.1);
         let negated = detection.mapv(|v| -v);
-        let negated_response = pore_response.mapv(|v| -v);
-        let dipole_reach = (RELIEF_PARTNER_MM * px_per_mm).ceil() as usize;
+        let negated_response = response.mapv(|v| -v);
         let mut false_peaks: Vec<f32> =
-            detect_pores(negated.view(), negated_response.view(), t0, &exclusion)
+            detect_pores(negated.view(), negated_response.view(), t0, exclusion)
                 .iter()
                 .map(|b| (peak(b, negated.view()), b))
                 .filter(|(p, b)| !has_darker_partner(b, *p, detection, dipole_reach))
                 .map(|(p, _)| p)
                 .collect();
         false_peaks.sort_by(|a, b| b.total_cmp(a));
-        let allowed = (settings.pore_false_alarms_per_cm2 * area_mm2 / 100.0).floor() as usize;
         // Raising the threshold to the (allowed + 1)-th strongest mirrored peak leaves about
         // `allowed` mirrored detections (a blob's peak decides whether it survives a higher
         // threshold; splitting at the higher level is ignored).
-        false_peaks.get(allowed).map_or(t0, |&p| t0.max(p))
+        let t = false_peaks.get(allowed).map_or(t0, |&p| t0.max(p));
+        (scaled, t)
     };
+    // Both bands pass a grey darkening with gain 1, so their thresholds are in the same
+    // units: the grey band is measured where a pore needs less contrast to be found in it at
+    // the same false-alarm rate. Its spread is smaller, but JPEG's chroma errors, which its
+    // weights can amplify, are heavy-tailed, and the mirrored detector sees the tails.
+    let model_setup = pore_threshold(model_pore, maps.pore_noise(), &exclusion);
+    let grey_setup = grey.as_ref().map(|g| {
+        let noise = maps.pore_noise_with(g.weights);
+        pore_threshold(g.response.view(), noise.as_ref(), &exclusion)
+    });
+    let (pore_response, (scaled, pore_t)) = match (&grey, grey_setup) {
+        (Some(g), Some(setup)) if setup.1 < model_setup.1 => (g.response.view(), setup),
+        _ => (model_pore, model_setup),
+    };
+    let detection = scaled.as_ref().map_or(pore_response, |d| d.view());
     let mut pores = detect_pores(detection, pore_response, pore_t, &exclusion);
     // A pore-sized pit is an icepick scar when it is much darker than the region's pores, and
     // a pore otherwise, whichever detector found it (see [`PIT_PORE_FACTOR`]).
