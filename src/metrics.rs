@@ -394,12 +394,11 @@ pub fn measure_region(
     let dipole_reach = (RELIEF_PARTNER_MM * px_per_mm).ceil() as usize;
     let allowed = (settings.pore_false_alarms_per_cm2 * area_mm2 / 100.0).floor() as usize;
     let pore_threshold = |response: ndarray::ArrayView2<'_, f32>,
-                          noise: Option<&Array2<f32>>,
+                          noise: Option<ndarray::ArrayView2<'_, f32>>,
                           exclusion: &Array2<bool>|
      -> (Option<Array2<f32>>, f32) {
         let stats = robust_stats(response, &mask);
-        let scaled = noise
-            .map(|noise| noise_scaled(response, stats, window.cut(noise.view()), &mask, px_per_mm));
+        let scaled = noise.map(|noise| noise_scaled(response, stats, noise, &mask, px_per_mm));
         let detection = scaled.as_ref().map_or(response, |d| d.view());
         let t0 = settings
             .pore_threshold
@@ -424,10 +423,15 @@ pub fn measure_region(
     // units: the grey band is measured where a pore needs less contrast to be found in it at
     // the same false-alarm rate. Its spread is smaller, but JPEG's chroma errors, which its
     // weights can amplify, are heavy-tailed, and the mirrored detector sees the tails.
-    let model_setup = pore_threshold(model_pore, maps.pore_noise(), &exclusion);
+    let model_noise = maps.pore_noise().map(|noise| window.cut(noise.view()));
+    let model_setup = pore_threshold(model_pore, model_noise, &exclusion);
     let grey_setup = grey.as_ref().map(|g| {
-        let noise = maps.pore_noise_with(g.weights);
-        pore_threshold(g.response.view(), noise.as_ref(), &exclusion)
+        let noise = maps.pore_noise_with(g.weights, window.origin(), mask.dim());
+        pore_threshold(
+            g.response.view(),
+            noise.as_ref().map(|n| n.view()),
+            &exclusion,
+        )
     });
     let (pore_response, (scaled, pore_t)) = match (&grey, grey_setup) {
         (Some(g), Some(setup)) if setup.1 < model_setup.1 => (g.response.view(), setup),

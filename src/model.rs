@@ -163,6 +163,8 @@ pub struct SkinMaps {
     /// Each channel's density band at pore scale ([`crate::pore_band::DensityBands`]),
     /// computed on first use.
     density_bands: std::sync::OnceLock<Option<crate::pore_band::DensityBands>>,
+    /// The pore band's noise gain ([`crate::noise::BandGain`]), computed on first use.
+    pore_band_gain: std::sync::OnceLock<Option<crate::noise::BandGain>>,
     /// The noise-weighted `[melanin_excess, hemoglobin_excess]`, computed on first use.
     weighted_excess: std::sync::OnceLock<Option<WeightedExcess>>,
     /// The noise-weighted relief band, computed on first use.
@@ -766,32 +768,47 @@ impl SkinMaps {
     /// raise its own noise; like the chromophore weights they are computed on `f × f` blocks.
     pub fn pore_noise(&self) -> Option<&Array2<f32>> {
         self.pore_noise
-            .get_or_init(|| self.pore_noise_with(self.low_noise?.weights))
+            .get_or_init(|| {
+                let (h, w) = self.level_grid().dim;
+                self.pore_noise_with(self.low_noise?.weights, (0, 0), (h, w))
+            })
             .as_ref()
     }
 
     /// The noise the photo's own noise puts into the pore band of `weights · OD` (weights
-    /// summing to 1) at each working pixel, as [`SkinMaps::pore_noise`] does for the model's
-    /// weights; for the metrics' grey pore band ([`crate::pore_band`]).
-    pub fn pore_noise_with(&self, weights: [f32; 3]) -> Option<Array2<f32>> {
-        let [center, surround] = self.pore_band_px?;
-        if self
-            .noise_levels
-            .iter()
-            .any(crate::noise::NoiseLevels::is_empty)
-        {
-            return None;
-        }
-        let gain =
-            crate::noise::BandGain::compute(self.zoom, CHROMATICITY_SIGMA_PX, center, surround);
-        let grid = self.level_grid();
-        let (h, w) = grid.dim;
-        let noise = self
-            .block_noise()
+    /// summing to 1) at each working pixel of the `dim` window at `origin`, as
+    /// [`SkinMaps::pore_noise`] does for the model's weights over the whole crop; for the
+    /// metrics' grey pore band ([`crate::pore_band`]), whose weights are a region's own.
+    pub fn pore_noise_with(
+        &self,
+        weights: [f32; 3],
+        (y0, x0): (usize, usize),
+        dim: (usize, usize),
+    ) -> Option<Array2<f32>> {
+        let gain = (*self.pore_band_gain.get_or_init(|| {
+            let [center, surround] = self.pore_band_px?;
+            if self
+                .noise_levels
+                .iter()
+                .any(crate::noise::NoiseLevels::is_empty)
+            {
+                return None;
+            }
+            Some(crate::noise::BandGain::compute(
+                self.zoom,
+                CHROMATICITY_SIGMA_PX,
+                center,
+                surround,
+            ))
+        }))?;
+        let f = self.level_grid().f;
+        let blocks = self.block_noise();
+        let (by1, bx1) = ((y0 + dim.0).div_ceil(f), (x0 + dim.1).div_ceil(f));
+        let noise = blocks
+            .slice(ndarray::s![y0 / f..by1, x0 / f..bx1])
             .mapv(|(v, sigma)| gain.band_noise(v, sigma, weights));
-        let f = grid.f;
-        Some(Array2::from_shape_fn((h, w), |(y, x)| {
-            noise[[y / f, x / f]]
+        Some(Array2::from_shape_fn(dim, |(y, x)| {
+            noise[[(y0 + y) / f - y0 / f, (x0 + x) / f - x0 / f]]
         }))
     }
 
@@ -977,6 +994,7 @@ impl SkinModel {
             pore_band_px: pore_band_px(&self.manifest),
             pore_noise: std::sync::OnceLock::new(),
             density_bands: std::sync::OnceLock::new(),
+            pore_band_gain: std::sync::OnceLock::new(),
             weighted_excess: std::sync::OnceLock::new(),
             relief: std::sync::OnceLock::new(),
             block_noise: std::sync::OnceLock::new(),
@@ -1408,6 +1426,7 @@ mod tests {
             pore_band_px: None,
             pore_noise: std::sync::OnceLock::new(),
             density_bands: std::sync::OnceLock::new(),
+            pore_band_gain: std::sync::OnceLock::new(),
             weighted_excess: std::sync::OnceLock::new(),
             relief: std::sync::OnceLock::new(),
             block_noise: std::sync::OnceLock::new(),

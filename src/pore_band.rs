@@ -62,9 +62,20 @@ pub struct DensityBands {
 
 impl DensityBands {
     /// The channel density bands of `maps`' model input; `None` when the model does not
-    /// describe its filters.
+    /// describe its filters, its pore band or the band's weights.
+    ///
+    /// Only red and green are filtered: blue's band is what the model's own band leaves,
+    /// `(pore_response − u_R·band_R − u_G·band_G) / u_B`, since the band is linear in the
+    /// densities (`the_pore_band_is_the_weighted_sum_of_the_channel_density_bands` in
+    /// `src/reference.rs`). That saves a third of the blurs (about 0.1 s on a face crop of
+    /// 1875 × 2250 working pixels).
     pub fn compute(maps: &SkinMaps) -> Option<DensityBands> {
         let reference = maps.weighting.as_ref()?.reference();
+        let model = maps.channel("pore_response")?;
+        let u = maps.low_noise?.weights;
+        if u[2].abs() < 1e-3 {
+            return None;
+        }
         let (w, h) = maps.srgb.dimensions();
         let band = |c: usize| {
             let density = Array2::from_shape_fn((h as usize, w as usize), |(y, x)| {
@@ -72,8 +83,17 @@ impl DensityBands {
             });
             reference.pore_band(&density)
         };
+        let (red, green) = (band(0), band(1));
+        if model.dim() != red.dim() {
+            return None;
+        }
+        let mut blue = model.to_owned();
+        ndarray::Zip::from(&mut blue)
+            .and(&red)
+            .and(&green)
+            .for_each(|b, &r, &g| *b = (*b - u[0] * r - u[1] * g) / u[2]);
         Some(DensityBands {
-            bands: [band(0), band(1), band(2)],
+            bands: [red, green, blue],
         })
     }
 
