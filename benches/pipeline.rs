@@ -10,6 +10,8 @@
 //! * `noise_levels`, `pore_noise`: the pore band's noise model (`noise::NoiseLevels::measure` on
 //!   the portrait's central crop, and `SkinMaps::pore_noise` of that crop at 3.6 px/mm, band
 //!   gain included), the part of `analyze_face` that version 0.4.10 added;
+//! * `density_bands`: `pore_band::DensityBands::compute` on the same crop's maps, the band-passes
+//!   version 0.4.19's grey pore band adds once per photo (red and green; blue is derived);
 //! * `relief_portrait`, `relief_dark_noise`: `relief::Relief::compute`, the part version 0.4.11
 //!   added, on the portrait's crop (where the weighting does not pay and is decided against
 //!   before the band-passes) and on a 40-mm dark phantom under σ 0.002 linear noise at 10 px/mm
@@ -26,6 +28,7 @@ use dermatrack::analyze::{AnalyzeOptions, Analyzer};
 use dermatrack::face::{FaceModels, face_regions};
 use dermatrack::io::{LoadOptions, load_photo};
 use dermatrack::phantom::{PhantomSpec, TonePreset, render};
+use dermatrack::pore_band::DensityBands;
 use dermatrack::regions::RegionMode;
 use dermatrack::relief::Relief;
 
@@ -85,6 +88,9 @@ fn bench(c: &mut Criterion) {
             |m| black_box(m.pore_noise().map(|n| n.len())),
             BatchSize::LargeInput,
         )
+    });
+    group.bench_function("density_bands", |b| {
+        b.iter(|| black_box(DensityBands::compute(&maps).is_some()))
     });
     // Fresh maps each time: `SkinMaps` keeps the block noise the relief reads once computed.
     group.bench_function("relief_portrait", |b| {
