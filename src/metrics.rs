@@ -354,8 +354,9 @@ pub fn measure_region(
     // A pore narrower than about one source pixel cannot be told from noise, whatever the
     // working scale: upsampling adds no detail.
     let pore_min_mm = smallest_pore_mm(settings, px_per_mm / maps.zoom);
-    // The pore band is measured on the grey band of least spread over the region's skin
-    // where that pays (see [`crate::pore_band`]).
+    // The grey band of least spread over the region's skin (see [`crate::pore_band`]), where
+    // it spreads less than the model's; which of the two the pores are found on is decided
+    // by their thresholds, below.
     let model_pore = channel("pore_response");
     let grey = maps
         .density_bands()
