@@ -1474,7 +1474,7 @@ impl<'a> ChromophoreLeak<'a> {
 const PORE_MIN_SOURCE_PX: f64 = 1.0;
 
 /// Smallest pore diameter counted on a photo sampled at `source_px_per_mm`, mm: the setting,
-/// or one photo pixel where that is wider (see [`PORE_MIN_SOURCE_PX`]).
+/// or one photo pixel where that is wider (see `PORE_MIN_SOURCE_PX`).
 pub fn smallest_pore_mm(settings: &MetricSettings, source_px_per_mm: f64) -> f64 {
     settings
         .pore_min_diameter_mm
@@ -1494,7 +1494,7 @@ pub fn smallest_pore_mm(settings: &MetricSettings, source_px_per_mm: f64) -> f64
 const ICEPICK_MIN_SOURCE_PX: f64 = 2.5;
 
 /// Narrowest icepick scar told from a pore on a photo sampled at `source_px_per_mm`, mm (see
-/// [`ICEPICK_MIN_SOURCE_PX`]); narrower ones may be counted as pores.
+/// `ICEPICK_MIN_SOURCE_PX`); narrower ones may be counted as pores.
 pub fn narrowest_icepick_mm(source_px_per_mm: f64) -> f64 {
     ICEPICK_MIN_SOURCE_PX / source_px_per_mm
 }

@@ -281,7 +281,7 @@ const MIN_LEVEL_CODES: f64 = 0.5;
 ///
 /// The estimate: generalised least squares of the excess densities `d = A·(m, h, s)`, each
 /// channel weighted by the inverse square of its density's uncertainty at the pixel, with a
-/// Gaussian prior of width [`SHADING_PRIOR_OD`] on the shading excess `s`. The uncertainty
+/// Gaussian prior of width `SHADING_PRIOR_OD` on the shading excess `s`. The uncertainty
 /// ([`density_uncertainty`]) is mostly the clip bias: the photo's noise in that channel
 /// ([`channel_noise_codes`]) against the channel's local level. On a clean photo, or where a
 /// channel is well above its noise, the bias is nil, the data outweigh the prior and the result
@@ -549,7 +549,7 @@ pub fn channel_noise_codes(photo: &Rgb32FImage, crop: (u32, u32, u32, u32)) -> [
 /// independent renderer's dark phantoms with 3 codes of noise saved at JPEG q85 the pixels read
 /// 0.63 codes and the 2 × 2 means 1.8 (a temporary debug print; the unit test
 /// `blue_noise_is_read_where_jpeg_smoothed_it_away` checks the same effect). For white noise the two agree. Only the decision of
-/// [`noise_limited_blue`] reads it: on the portraits the means read 3–6 codes (texture and
+/// `noise_limited_blue` reads it: on the portraits the means read 3–6 codes (texture and
 /// demosaicing as much as noise), which would move the pixel weights of every photo.
 pub fn blue_noise_codes(photo: &Rgb32FImage, crop: (u32, u32, u32, u32), pixel_noise: f64) -> f64 {
     pixel_noise.max(residual_noise_codes(photo, crop, 2, 2))
@@ -623,7 +623,7 @@ fn grouped_median(values: &mut [f32], step: f64) -> f64 {
 /// The bias has two parts, both of which smoothing keeps:
 /// - clipping: noise clipped at code 0 raises a dark channel's mean, so its density reads too
 ///   low. The level is the mean of a rectified Gaussian, `μΦ(μ/σ) + σφ(μ/σ)`; inverting it
-///   ([`unclipped_level`]) gives the true level μ, and this part is the density between the
+///   (`unclipped_level`) gives the true level μ, and this part is the density between the
 ///   two (ln 2.1 ≈ 0.75 OD for a macule's blue at one code under 4-code noise);
 /// - the log: the model takes each pixel's density before any smoothing, and the mean of
 ///   `−ln v` over noisy `v` exceeds `−ln` of the mean by about `δ²/2`.
@@ -724,7 +724,7 @@ impl SkinMaps {
     }
 
     /// Whether the chromophore maps the metrics measure were estimated without blue (see
-    /// [`noise_limited_blue`]): they then tell pigment from relief by red and green alone.
+    /// `noise_limited_blue`): they then tell pigment from relief by red and green alone.
     pub fn blue_left_out(&self) -> bool {
         self.weighted_excess().is_some_and(|w| w.blue_left_out)
     }
@@ -764,7 +764,7 @@ impl SkinMaps {
     ///
     /// Each channel's noise at the pixel's level ([`crate::noise::NoiseLevels`]) goes through
     /// the chromaticity filter, the resampling and the band ([`crate::noise::BandGain`]). The
-    /// levels are the working image's smoothed over [`LEVEL_SMOOTHING_MM`], so a pore does not
+    /// levels are the working image's smoothed over `LEVEL_SMOOTHING_MM`, so a pore does not
     /// raise its own noise; like the chromophore weights they are computed on `f × f` blocks.
     pub fn pore_noise(&self) -> Option<&Array2<f32>> {
         self.pore_noise

@@ -206,7 +206,7 @@ impl BandGain {
 
     /// Computes the three energies from impulses sent through the same resampling and
     /// filters as the photo.
-    /// A band whose narrower Gaussian is [`WIDE_BAND_PX`] working pixels or wider is computed
+    /// A band whose narrower Gaussian is `WIDE_BAND_PX` working pixels or wider is computed
     /// from one impulse.
     pub fn compute(zoom: f64, chroma_px: f32, center_px: f32, surround_px: f32) -> BandGain {
         let impulses = if center_px >= WIDE_BAND_PX {

@@ -15,13 +15,13 @@
 //! band's noise variance from the photo's measured noise ([`crate::noise::NoiseLevels`] through
 //! [`crate::noise::BandGain`]), plus each chromophore's band variance times its squared leak.
 //! That variance is measured on the photo: the melanin and hemoglobin maps' robust band spread
-//! less what its noise puts into them, and at least [`MIN_CHROMOPHORE_BAND_OD`]². This is the
+//! less what its noise puts into them, and at least `MIN_CHROMOPHORE_BAND_OD`². This is the
 //! best linear unbiased estimator with Gaussian priors on the two chromophores (Kay,
 //! *Fundamentals of Statistical Signal Processing: Estimation Theory*, 1993, ch. 6 and 12).
 //! Where every channel is well above its noise the prior term dominates and the weights are the
 //! Tsumura row; where blue drowns in noise they move to red, letting a known share of pigment
 //! in (0.24 of the melanin band on the dark phantoms under σ 0.002, for 14 times less noise).
-//! The weighting is used only when it pays (see [`MAX_NOISE_RATIO`]): clean photos, the
+//! The weighting is used only when it pays (see `MAX_NOISE_RATIO`): clean photos, the
 //! portraits and light and tan phantoms under that noise keep the model's maps.
 //!
 //! What the metrics take from it: scar candidates and relief dipoles (the rolling scars, whose
@@ -84,7 +84,7 @@ pub struct Relief {
 impl Relief {
     /// The noise-weighted relief of `maps`; `None` when the model does not describe its
     /// decomposition, when the photo's noise could not be measured, or when the weights would
-    /// not cut the band's noise enough (see [`MAX_NOISE_RATIO`]).
+    /// not cut the band's noise enough (see `MAX_NOISE_RATIO`).
     pub fn compute(maps: &SkinMaps) -> Option<Relief> {
         let weighting = maps.weighting.as_ref()?;
         let levels = &maps.noise_levels;
