@@ -358,6 +358,7 @@ pub fn measure_region(
     // it spreads less than the model's; which of the two the pores are found on is decided
     // by their thresholds, below.
     let model_pore = channel("pore_response");
+    let model_stats = robust_stats(model_pore, &mask);
     let grey = maps
         .density_bands()
         .zip(maps.low_noise)
@@ -366,7 +367,7 @@ pub fn measure_region(
                 [0, 1, 2].map(|c| window.cut(bands.band(c))),
                 &mask,
                 model_pore,
-                robust_stats(model_pore, &mask),
+                model_stats,
                 low_noise.weights,
             )
         });
@@ -395,10 +396,10 @@ pub fn measure_region(
     let dipole_reach = (RELIEF_PARTNER_MM * px_per_mm).ceil() as usize;
     let allowed = (settings.pore_false_alarms_per_cm2 * area_mm2 / 100.0).floor() as usize;
     let pore_threshold = |response: ndarray::ArrayView2<'_, f32>,
+                          stats: (f32, f32),
                           noise: Option<ndarray::ArrayView2<'_, f32>>,
                           exclusion: &Array2<bool>|
      -> (Option<Array2<f32>>, f32) {
-        let stats = robust_stats(response, &mask);
         let scaled = noise.map(|noise| noise_scaled(response, stats, noise, &mask, px_per_mm));
         let detection = scaled.as_ref().map_or(response, |d| d.view());
         let t0 = settings
@@ -425,11 +426,12 @@ pub fn measure_region(
     // the same false-alarm rate. Its spread is smaller, but JPEG's chroma errors, which its
     // weights can amplify, are heavy-tailed, and the mirrored detector sees the tails.
     let model_noise = maps.pore_noise().map(|noise| window.cut(noise.view()));
-    let model_setup = pore_threshold(model_pore, model_noise, &exclusion);
+    let model_setup = pore_threshold(model_pore, model_stats, model_noise, &exclusion);
     let grey_setup = grey.as_ref().map(|g| {
         let noise = maps.pore_noise_with(g.weights, window.origin(), mask.dim());
         pore_threshold(
             g.response.view(),
+            robust_stats(g.response.view(), &mask),
             noise.as_ref().map(|n| n.view()),
             &exclusion,
         )
@@ -1186,9 +1188,13 @@ const LEAK_MAX_EXPLAINED: f64 = 0.5;
 /// tone, and the comparison is made on the same 2.5-px/mm band as the leak fit.
 const GREY_MIN_FRACTION: f32 = 0.5;
 
-/// skin-v1's melanin vector on the red and green optical densities (`physics.sigma_mel_rgb`
-/// in `models/skin-v1.json`).
-const MELANIN_RED_GREEN: [f32; 2] = [0.341595, 0.507213];
+/// The model's melanin vector on the red and green optical densities: the first column of its
+/// decomposition matrix (`graph.decomposition.matrix`, skin-v1's `physics.sigma_mel_rgb`),
+/// which [`relief_past_deficit`] splits red and green by.
+fn melanin_red_green(weighting: &crate::model::ChromophoreWeighting) -> [f32; 2] {
+    let m = weighting.matrix();
+    [m[0][0] as f32, m[1][0] as f32]
+}
 
 /// A melanin deficit is taken out of the red and green band-passes ([`relief_past_deficit`])
 /// only when they see between these multiples of the deficit the model measures there.
@@ -1212,7 +1218,8 @@ const DEFICIT_SEEN: [f32; 2] = [0.5, 1.25];
 /// The relief in the red and green band-passes once a melanin deficit is taken out of them:
 /// `Some` where the model's melanin band-pass `melanin` is a deficit and red and green show it
 /// too (see [`DEFICIT_SEEN`]), `None` elsewhere. In the red and green densities
-/// relief is `(1, 1)` and melanin [`MELANIN_RED_GREEN`], so two channels give both.
+/// relief is `(1, 1)` and melanin `[sr, sg]` ([`melanin_red_green`]), so two channels give
+/// both.
 ///
 /// Why: a shallow scar's floor that lies on a lighter patch of the skin's melanin mottle
 /// darkens the Tsumura shading, but red and green less than the shading (the lighter melanin
@@ -1224,8 +1231,7 @@ const DEFICIT_SEEN: [f32; 2] = [0.5, 1.25];
 /// beside it, where the floor now passes. Only a deficit is taken out: a melanin excess that red and green
 /// share is the chromophore leak the grey test is there to refuse, and a blue-only dip
 /// (JPEG chroma, noise clipped at code 0) is a deficit red and green do not share.
-fn relief_past_deficit(red: f32, green: f32, melanin: f32) -> Option<f32> {
-    let [sr, sg] = MELANIN_RED_GREEN;
+fn relief_past_deficit(red: f32, green: f32, melanin: f32, [sr, sg]: [f32; 2]) -> Option<f32> {
     let seen = (green - red) / (sg - sr);
     let [least, most] = DEFICIT_SEEN;
     (melanin < 0.0 && seen <= least * melanin && seen >= most * melanin)
@@ -1292,6 +1298,9 @@ pub(crate) struct LeakBands {
     weighted_relief: Option<Array2<f32>>,
     red: Array2<f32>,
     green: Array2<f32>,
+    /// The model's melanin vector on red and green ([`melanin_red_green`]); `None` when the
+    /// model does not describe its decomposition (no deficit is then taken out).
+    melanin_red_green: Option<[f32; 2]>,
 }
 
 impl LeakBands {
@@ -1342,6 +1351,7 @@ impl LeakBands {
             weighted_relief,
             red: density(0),
             green: density(1),
+            melanin_red_green: maps.weighting.as_ref().map(melanin_red_green),
         }
     }
 
@@ -1425,7 +1435,9 @@ impl<'a> ChromophoreLeak<'a> {
         let (red, green) = (bands.red[q], bands.green[q]);
         let red_green = 0.5 * (red + green);
         // The relief red and green share, past a melanin deficit both they and the model see.
-        let shared = relief_past_deficit(red, green, bands.melanin[q])
+        let shared = bands
+            .melanin_red_green
+            .and_then(|vector| relief_past_deficit(red, green, bands.melanin[q], vector))
             .map_or(red_green, |relief| relief.max(red_green));
         // Summed only when the cheaper tests pass: most pixels asked about are not darkenings.
         let red_like_green = || {
@@ -3278,46 +3290,55 @@ mod tests {
             weighted_relief: None,
             red: cells(red),
             green: cells(green),
+            melanin_red_green: Some(MELANIN),
         }
     }
+
+    /// skin-v1's melanin vector on red and green, as [`melanin_red_green`] reads it.
+    const MELANIN: [f32; 2] = [0.341595, 0.507213];
 
     #[test]
     fn the_red_and_green_melanin_vector_is_the_model_manifests() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/models/skin-v1.json");
-        let manifest: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        let sigma = &manifest["physics"]["sigma_mel_rgb"];
-        for (c, want) in MELANIN_RED_GREEN.iter().enumerate() {
-            let got = sigma[c].as_f64().expect("sigma_mel_rgb holds numbers");
+        let manifest = crate::model::SkinManifest::load(std::path::Path::new(path)).unwrap();
+        let weighting = crate::model::ChromophoreWeighting::from_manifest(&manifest).unwrap();
+        let sigma = &manifest.extra["physics"]["sigma_mel_rgb"];
+        let vector = melanin_red_green(&weighting);
+        for (c, got) in vector.iter().enumerate() {
+            let want = sigma[c].as_f64().expect("sigma_mel_rgb holds numbers");
             assert!(
-                (got - f64::from(*want)).abs() < 1e-6,
+                (f64::from(*got) - want).abs() < 1e-6,
                 "channel {c}: {got} vs {want}"
             );
         }
+        assert_eq!(vector, MELANIN, "the tests' vector is skin-v1's");
     }
 
     #[test]
     fn red_and_green_give_the_relief_past_a_melanin_deficit() {
-        let [sr, sg] = MELANIN_RED_GREEN;
+        let [sr, sg] = MELANIN;
         let (relief, melanin) = (0.12, -0.2);
         let (red, green) = (relief + sr * melanin, relief + sg * melanin);
-        let found = relief_past_deficit(red, green, melanin).expect("a shared deficit");
+        let found = relief_past_deficit(red, green, melanin, MELANIN).expect("a shared deficit");
         assert!((found - relief).abs() < 1e-5, "{found}");
         // More than half the model's deficit seen by red and green is enough, less is not.
         let most = (relief + sr * 0.6 * melanin, relief + sg * 0.6 * melanin);
-        assert!(relief_past_deficit(most.0, most.1, melanin).is_some());
+        assert!(relief_past_deficit(most.0, most.1, melanin, MELANIN).is_some());
         let little = (relief + sr * 0.4 * melanin, relief + sg * 0.4 * melanin);
-        assert_eq!(relief_past_deficit(little.0, little.1, melanin), None);
+        assert_eq!(
+            relief_past_deficit(little.0, little.1, melanin, MELANIN),
+            None
+        );
         // Far more than the model's deficit is not melanin alone (JPEG's chroma error).
         let much = (relief + sr * 1.5 * melanin, relief + sg * 1.5 * melanin);
-        assert_eq!(relief_past_deficit(much.0, much.1, melanin), None);
+        assert_eq!(relief_past_deficit(much.0, much.1, melanin, MELANIN), None);
         // A melanin excess is never taken out.
-        assert_eq!(relief_past_deficit(sr * 0.3, sg * 0.3, 0.3), None);
+        assert_eq!(relief_past_deficit(sr * 0.3, sg * 0.3, 0.3, MELANIN), None);
     }
 
     #[test]
     fn relief_on_a_lighter_mottle_is_grey_and_a_blue_only_dip_is_not() {
-        let [sr, sg] = MELANIN_RED_GREEN;
+        let [sr, sg] = MELANIN;
         let grey = |bands: &LeakBands| {
             ChromophoreLeak {
                 a: 0.0,

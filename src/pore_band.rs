@@ -75,8 +75,7 @@ impl DensityBands {
     /// Only red and green are filtered: blue's band is what the model's own band leaves,
     /// `(pore_response − u_R·band_R − u_G·band_G) / u_B`, since the band is linear in the
     /// densities (`the_pore_band_is_the_weighted_sum_of_the_channel_density_bands` in
-    /// `src/reference.rs`). That saves a third of the blurs (about 0.1 s on a face crop of
-    /// 1875 × 2250 working pixels).
+    /// `src/reference.rs`). That saves a third of the density decoding and the blurs.
     pub fn compute(maps: &SkinMaps) -> Option<DensityBands> {
         let reference = maps.weighting.as_ref()?.reference();
         let model = maps.channel("pore_response")?;
@@ -322,16 +321,12 @@ mod tests {
         assert!(least_spread(views, &mask, model.view(), stats, U).is_none());
         // Too few skin pixels: no covariance is trusted.
         let small = Array2::from_shape_fn(model.dim(), |(y, x)| y < 40 && x < 40);
-        let (bands, pores) = bands_with_texture();
+        let (bands, pores) = self::bands(0.004, [1.0; 3], 0.2);
         let views = [bands[0].view(), bands[1].view(), bands[2].view()];
         let model = model_band(&bands);
         let stats = (0.0, spread(&model, &pores));
         assert!(least_spread(views, &small, model.view(), stats, U).is_none());
         assert!(least_spread(views, &mask, model.view(), stats, U).is_some());
-    }
-
-    fn bands_with_texture() -> ([Array2<f32>; 3], Vec<Pixel>) {
-        bands(0.004, [1.0; 3], 0.2)
     }
 
     #[test]
