@@ -53,7 +53,7 @@ pub struct Hyperpigmentation {
     /// Number of distinct pigmented macules.
     pub spot_count: u32,
     /// Fraction of the region that is hyperpigmented (each macule's half-max extent, faint ones
-    /// near the detection threshold weighted down, see [`SOFT_MARGIN`]).
+    /// near the detection threshold weighted down, see [`SOFT_MARGIN`] and [`SOFT_SIGMAS`]).
     pub area_fraction: f64,
     /// Mean melanin excess over local background inside the spots (optical density).
     pub mean_contrast: f64,
@@ -223,9 +223,22 @@ pub fn working_mask(maps: &SkinMaps, region: &RegionMask) -> Array2<bool> {
 }
 
 /// Width of the soft detection ramp of pigment and redness patches, as a fraction of the
-/// detection threshold (see `measure_region`): a patch whose peak is at the threshold adds 0 to
-/// the area, one at `(1 + SOFT_MARGIN)` × threshold or above adds its whole extent.
+/// physical threshold ([`MetricSettings::pigment_threshold`], [`MetricSettings::redness_threshold`]; see
+/// `measure_region`): a patch whose peak is at the detection threshold adds 0 to the area,
+/// one a ramp width above it or more adds its whole extent. The ramp is this fraction of the
+/// physical threshold or [`SOFT_SIGMAS`] robust σ of the map, whichever is wider.
 pub const SOFT_MARGIN: f32 = 0.5;
+
+/// Width of the soft detection ramp, in robust σ of the smoothed excess map, where the noise
+/// (sensor noise and mottle) rather than the physical threshold sets the detection threshold.
+/// Why σ and not a fraction of that threshold: at `median + 5σ` half the threshold is 2.5σ,
+/// so macules standing 6–8σ clear of a mottled map (brown and dark skin, whose mottle grows with
+/// its melanin) counted 0.3–0.8 of their extent and the area read half the truth. One σ keeps
+/// the ramp's purpose (a patch re-photographed at the threshold does not jump in whole) at the
+/// scale the map actually jitters on: on the 13 portraits re-captured with nuisances
+/// (`examples/noise_floor.rs`), the summed area change stays 0.56 of the summed area, as with
+/// the wider ramp.
+pub const SOFT_SIGMAS: f32 = 1.0;
 
 /// The detections of one region, kept for overlays (working-scale pixel masks).
 #[derive(Debug, Clone)]
@@ -475,8 +488,8 @@ pub fn measure_region(
     // Macules and patches are measured at half their peak contrast, like the pores, so the
     // reported area does not depend on the detection threshold.
     let peak_smoothing_px = (PATCH_PEAK_SMOOTHING_MM * px_per_mm) as f32;
-    // Each patch also gets a weight for the area: 0 at the detection threshold rising to 1 at
-    // (1 + SOFT_MARGIN) × threshold. Why: a faint patch crossing the threshold would otherwise
+    // Each patch also gets a weight for the area: 0 at the detection threshold rising to 1 a
+    // ramp width above it (see [`SOFT_MARGIN`] and [`SOFT_SIGMAS`]). Why: a faint patch crossing the threshold would otherwise
     // add its whole half-max extent at once, so re-photographing the same skin (exposure, JPEG,
     // a shifted noise estimate) made the area jump by whole patches. Macules well above the
     // threshold (all the phantoms' and any a clinician would point at) count fully.
@@ -489,57 +502,61 @@ pub fn measure_region(
         ring: ring_px,
         smoothing: sigma_px,
     };
-    let detect_patches =
-        |map: ndarray::ArrayView2<'_, f32>, t: f32, min_area_mm2: f64, patch: &PatchChannel| {
-            components(&threshold(map, &mask, t))
-                .into_iter()
-                .filter(|b| b.len() as f64 * mm2_per_px >= min_area_mm2)
-                .filter(|b| !peak_on_boundary(b, map, &mask))
-                .map(|b| {
-                    let peak = b
-                        .pixels
-                        .iter()
-                        .map(|&(y, x)| map[[y, x]])
-                        .fold(f32::MIN, f32::max);
-                    let extent_within = |within: usize| {
-                        patch_extent(
-                            &b,
-                            map,
-                            &mask,
-                            within,
-                            peak_smoothing_px,
-                            t,
-                            patch.peak_min_fraction,
-                        )
-                    };
-                    let (extent, contrast) = whole_patch(
-                        extent_within,
-                        peak_pixel(&b, map),
-                        patch.level,
+    let detect_patches = |map: ndarray::ArrayView2<'_, f32>,
+                          t: f32,
+                          sigma: f32,
+                          min_area_mm2: f64,
+                          patch: &PatchChannel| {
+        components(&threshold(map, &mask, t))
+            .into_iter()
+            .filter(|b| b.len() as f64 * mm2_per_px >= min_area_mm2)
+            .filter(|b| !peak_on_boundary(b, map, &mask))
+            .map(|b| {
+                let peak = b
+                    .pixels
+                    .iter()
+                    .map(|&(y, x)| map[[y, x]])
+                    .fold(f32::MIN, f32::max);
+                let extent_within = |within: usize| {
+                    patch_extent(
+                        &b,
+                        map,
                         &mask,
-                        &reach,
-                    );
-                    // A filled patch's excess understates its contrast (its background
-                    // rose under it): its contrast against the skin around it counts too.
-                    let peak = contrast.map_or(peak, |c| peak.max(c));
-                    let weight = f64::from(((peak - t) / (SOFT_MARGIN * t)).clamp(0.0, 1.0));
-                    (extent, weight)
-                })
-                // Judged on the half-max extent: the thresholded core of a macule on noisy skin
-                // (high adaptive threshold) can be a small part of it, ringed by the macule itself.
-                .filter(|(b, _)| match (low_noise, patch.gain) {
-                    (Some(shading), Some(gain)) => {
-                        let (darkening, predicted) =
-                            shading_darkening(b, map, shading, &mask, gain, ring_px);
-                        let relief = patch.relief_checked
-                            && blue_left_out
-                            && darkening > RELIEF_DARKENING * predicted;
-                        darkening >= CONFIRM_FRACTION * predicted && !relief
-                    }
-                    _ => true,
-                })
-                .collect::<Vec<(Blob, f64)>>()
-        };
+                        within,
+                        peak_smoothing_px,
+                        t,
+                        patch.peak_min_fraction,
+                    )
+                };
+                let (extent, contrast) = whole_patch(
+                    extent_within,
+                    peak_pixel(&b, map),
+                    patch.level,
+                    &mask,
+                    &reach,
+                );
+                // A filled patch's excess understates its contrast (its background
+                // rose under it): its contrast against the skin around it counts too.
+                let peak = contrast.map_or(peak, |c| peak.max(c));
+                let ramp = (SOFT_MARGIN * patch.threshold).max(SOFT_SIGMAS * sigma);
+                let weight = f64::from(((peak - t) / ramp).clamp(0.0, 1.0));
+                (extent, weight)
+            })
+            // Judged on the half-max extent: the thresholded core of a macule on noisy skin
+            // (high adaptive threshold) can be a small part of it, ringed by the macule itself.
+            .filter(|(b, _)| match (low_noise, patch.gain) {
+                (Some(shading), Some(gain)) => {
+                    let (darkening, predicted) =
+                        shading_darkening(b, map, shading, &mask, gain, ring_px);
+                    let relief = patch.relief_checked
+                        && blue_left_out
+                        && darkening > RELIEF_DARKENING * predicted;
+                    darkening >= CONFIRM_FRACTION * predicted && !relief
+                }
+                _ => true,
+            })
+            .collect::<Vec<(Blob, f64)>>()
+    };
     // Patches at the finest smoothing, then at coarser ones while the photo is noise-limited
     // (see [`PATCH_SCALE_GAIN`]); a coarser patch is kept only where no finer one lies.
     // Returns the finest smoothed map (for the contrast) and the patches.
@@ -573,7 +590,7 @@ pub fn measure_region(
             } else {
                 noise_t
             };
-            let new: Vec<(Blob, f64)> = detect_patches(map, t_scale, min_area_mm2, &patch)
+            let new: Vec<(Blob, f64)> = detect_patches(map, t_scale, sigma, min_area_mm2, &patch)
                 .into_iter()
                 .filter(|(b, _)| !b.pixels.iter().any(|&p| covered[p]))
                 .collect();

@@ -480,37 +480,42 @@ fn noise_limited_photos_keep_macules_and_erythema() {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
-/// Mottled dark skin: a melanin texture of σ 0.2 (3.7% of the dark tone's 5.4) on a 1–2.5-mm
-/// grain, and macules of excess 1.2–1.8, only 6–9 times the mottle. The texture sets the
-/// melanin map's spread there, not noise: a threshold of median + 5σ̂ weighted the macules
-/// down, and the texture riding on a macule raised its highest pixel, so its half-maximum
-/// extent cut into it or split it (before: 1.46 and 1.33% for 2.07 and 2.15%; now 1.95 and
-/// 1.99%). Pigmented area error ≤ 2 percentage points and 20%, and every macule found once.
-/// (At excess 1.0–1.5 the 4σ̂ floor of the threshold leaves seed 12's faintest macule
-/// part-weighted: 1.67% for 2.15%.)
+/// Mottled dark skin: a melanin texture of σ 0.2–0.3 (4–6% of the dark tone's 5.4, as a mottle
+/// that grows with the melanin would be) on a 1–2.5-mm grain, and macules only 5–9 times the
+/// mottle. The texture sets the melanin map's spread there, not noise.
+/// - A threshold of median + 5σ̂ weighted the macules down, and the texture riding on a macule
+///   raised its highest pixel, so its half-maximum extent cut into it or split it (σ 0.2,
+///   excess 1.2–1.8; before: 1.46 and 1.33% for 2.07 and 2.15%).
+/// - A soft ramp half the threshold wide, 2.5σ̂ there, still weighted macules 5–7σ̂ clear of
+///   the mottle by 0.3–0.8 (σ 0.3, excess 1.5–2.2; 0.4.19: 1.72, 1.96, 1.66 and 1.75% for
+///   2.07, 2.07, 2.15 and 2.15%); the ramp is now one σ̂ wide (see `SOFT_SIGMAS`).
+///
+/// Pigmented area error ≤ 2 percentage points and 15%, and every macule found once.
 #[test]
 fn mottled_dark_skin_keeps_its_macules_whole() {
     let mut a = analyzer();
     let mut failures = Vec::new();
     for seed in SEEDS {
-        let mut s = spec(TonePreset::Dark, seed);
-        s.texture.melanin_std = 0.2;
-        s.texture.scale_mm = 2.5;
-        s.pigment.melanin_excess = [1.2, 1.8];
-        let c = compare(&mut a, &s, "mottled").unwrap();
-        // Here 2 points is most of the truth (about 2%), so the area must also be within 20%.
-        let area = c.pigment_area_pct();
-        if area.error().abs() > 2.0 || area.relative_error() > 0.20 {
-            failures.push(format!(
-                "seed {seed}: pigment area {:?}",
-                c.pigment_area_pct()
-            ));
-        }
-        if c.pigment_count().error() != 0.0 {
-            failures.push(format!(
-                "seed {seed}: pigment spots {:?}",
-                c.pigment_count()
-            ));
+        for (std, grain_mm, excess) in [
+            (0.2, 2.5, [1.2, 1.8]),
+            (0.3, 1.0, [1.5, 2.2]),
+            (0.3, 2.5, [1.5, 2.2]),
+        ] {
+            let mut s = spec(TonePreset::Dark, seed);
+            s.texture.melanin_std = std;
+            s.texture.scale_mm = grain_mm;
+            s.pigment.melanin_excess = excess;
+            let label = format!("seed {seed} mottle {std} on {grain_mm} mm, excess {excess:?}");
+            let c = compare(&mut a, &s, &label).unwrap();
+            println!("{label}: pigment area {:?}", c.pigment_area_pct());
+            // Here 2 points is most of the truth (about 2%), so the area must also be within 15%.
+            let area = c.pigment_area_pct();
+            if area.error().abs() > 2.0 || area.relative_error() > 0.15 {
+                failures.push(format!("{label}: pigment area {area:?}"));
+            }
+            if c.pigment_count().error() != 0.0 {
+                failures.push(format!("{label}: pigment spots {:?}", c.pigment_count()));
+            }
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");

@@ -438,7 +438,8 @@ impl FromStr for TonePreset {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TextureSpec {
-    /// Standard deviation of the melanin density field. Default: 0.02. Allowed: 0–0.2.
+    /// Standard deviation of the melanin density field. Default: 0.02. Allowed: 0–0.5 (a tenth
+    /// of the dark preset's melanin: real mottle grows with the melanin).
     pub melanin_std: f64,
     /// Standard deviation of the hemoglobin density field. Default: 0.015. Allowed: 0–0.2.
     pub hemoglobin_std: f64,
@@ -472,7 +473,7 @@ impl TextureSpec {
     }
 
     fn validate(&self) -> Result<()> {
-        finite_in("texture.melanin_std", self.melanin_std, 0.0, 0.2)?;
+        finite_in("texture.melanin_std", self.melanin_std, 0.0, 0.5)?;
         finite_in("texture.hemoglobin_std", self.hemoglobin_std, 0.0, 0.2)?;
         finite_in("texture.shading_std", self.shading_std, 0.0, 0.1)?;
         finite_in("texture.scale_mm", self.scale_mm, 0.5, 100.0)
