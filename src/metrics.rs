@@ -52,8 +52,9 @@ pub struct Pores {
 pub struct Hyperpigmentation {
     /// Number of distinct pigmented macules.
     pub spot_count: u32,
-    /// Fraction of the region that is hyperpigmented (each macule's half-max extent, faint ones
-    /// near the detection threshold weighted down, see [`SOFT_MARGIN`] and [`SOFT_SIGMAS`]).
+    /// Fraction of the region that is hyperpigmented: each macule's half-max extent (read on
+    /// the melanin map itself for macules 5 mm across or wider), faint ones near the detection
+    /// threshold weighted down (see [`SOFT_MARGIN`] and [`SOFT_SIGMAS`]).
     pub area_fraction: f64,
     /// Mean melanin excess over local background inside the spots (optical density).
     pub mean_contrast: f64,
