@@ -224,10 +224,11 @@ pub fn working_mask(maps: &SkinMaps, region: &RegionMask) -> Array2<bool> {
 }
 
 /// Width of the soft detection ramp of pigment and redness patches, as a fraction of the
-/// physical threshold ([`MetricSettings::pigment_threshold`], [`MetricSettings::redness_threshold`]; see
-/// `measure_region`): a patch whose peak is at the detection threshold adds 0 to the area,
-/// one a ramp width above it or more adds its whole extent. The ramp is this fraction of the
-/// physical threshold or [`SOFT_SIGMAS`] robust σ of the map, whichever is wider.
+/// physical threshold ([`MetricSettings::pigment_threshold`],
+/// [`MetricSettings::redness_threshold`]; see `measure_region`): a patch whose peak is at the
+/// detection threshold adds 0 to the area, one a ramp width above it or more adds its whole
+/// extent. The ramp is this fraction of the physical threshold or [`SOFT_SIGMAS`] robust σ of
+/// the map, whichever is wider.
 pub const SOFT_MARGIN: f32 = 0.5;
 
 /// Width of the soft detection ramp, in robust σ of the smoothed excess map, where the noise
@@ -490,9 +491,10 @@ pub fn measure_region(
     // reported area does not depend on the detection threshold.
     let peak_smoothing_px = (PATCH_PEAK_SMOOTHING_MM * px_per_mm) as f32;
     // Each patch also gets a weight for the area: 0 at the detection threshold rising to 1 a
-    // ramp width above it (see [`SOFT_MARGIN`] and [`SOFT_SIGMAS`]). Why: a faint patch crossing the threshold would otherwise
-    // add its whole half-max extent at once, so re-photographing the same skin (exposure, JPEG,
-    // a shifted noise estimate) made the area jump by whole patches. Macules well above the
+    // ramp width above it (see [`SOFT_MARGIN`] and [`SOFT_SIGMAS`]). Why: a faint patch
+    // crossing the threshold would otherwise add its whole half-max extent at once, so
+    // re-photographing the same skin (exposure, JPEG, a shifted noise estimate) made the area
+    // jump by whole patches. Macules well above the
     // threshold (all the phantoms' and any a clinician would point at) count fully.
     let low_noise = maps.low_noise_shading().map(|s| window.cut(s.view()));
     let blue_left_out = maps.blue_left_out();

@@ -26,6 +26,20 @@ fn spec(tone: TonePreset, seed: u64) -> PhantomSpec {
     }
 }
 
+/// The pigment failures of one phantom: area more than 2 percentage points or
+/// `max_relative` off, or any macule missed or counted twice.
+fn pigment_failures(c: &Comparison, label: &str, max_relative: f64) -> Vec<String> {
+    let (area, spots) = (c.pigment_area_pct(), c.pigment_count());
+    let mut failures = Vec::new();
+    if area.error().abs() > 2.0 || area.relative_error() > max_relative {
+        failures.push(format!("{label}: pigment area {area:?}"));
+    }
+    if spots.error() != 0.0 {
+        failures.push(format!("{label}: pigment spots {spots:?}"));
+    }
+    failures
+}
+
 #[test]
 fn clean_phantoms_meet_the_accuracy_targets_on_every_tone() {
     let mut a = analyzer();
@@ -509,13 +523,7 @@ fn mottled_dark_skin_keeps_its_macules_whole() {
             let c = compare(&mut a, &s, &label).unwrap();
             println!("{label}: pigment area {:?}", c.pigment_area_pct());
             // Here 2 points is most of the truth (about 2%), so the area must also be within 15%.
-            let area = c.pigment_area_pct();
-            if area.error().abs() > 2.0 || area.relative_error() > 0.15 {
-                failures.push(format!("{label}: pigment area {area:?}"));
-            }
-            if c.pigment_count().error() != 0.0 {
-                failures.push(format!("{label}: pigment spots {:?}", c.pigment_count()));
-            }
+            failures.extend(pigment_failures(&c, &label, 0.15));
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
@@ -536,17 +544,12 @@ fn macules_a_few_millimetres_wide_are_measured_to_their_edge() {
             s.pigment.diameter_mm = [6.0, 8.0];
             let label = format!("{} seed {seed}", tone.name());
             let c = compare(&mut a, &s, &label).unwrap();
-            let area = c.pigment_area_pct();
             println!(
-                "{label}: pigment area {area:?} spots {:?}",
+                "{label}: pigment area {:?} spots {:?}",
+                c.pigment_area_pct(),
                 c.pigment_count()
             );
-            if area.error().abs() > 2.0 || area.relative_error() > 0.08 {
-                failures.push(format!("{label}: pigment area {area:?}"));
-            }
-            if c.pigment_count().error() != 0.0 {
-                failures.push(format!("{label}: pigment spots {:?}", c.pigment_count()));
-            }
+            failures.extend(pigment_failures(&c, &label, 0.08));
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
@@ -571,13 +574,8 @@ fn wide_patches_are_measured_whole() {
             s.erythema.diameter_mm = [12.0, 20.0];
             let c = compare(&mut a, &s, "wide patches").unwrap();
             let label = format!("{} seed {seed}", tone.name());
-            let (pigment, redness) = (c.pigment_area_pct(), c.redness_area_pct());
-            if pigment.error().abs() > 2.0 || pigment.relative_error() > 0.10 {
-                failures.push(format!("{label}: pigment area {pigment:?}"));
-            }
-            if c.pigment_count().error() != 0.0 {
-                failures.push(format!("{label}: pigment spots {:?}", c.pigment_count()));
-            }
+            failures.extend(pigment_failures(&c, &label, 0.10));
+            let redness = c.redness_area_pct();
             if redness.relative_error() > 0.15 {
                 failures.push(format!("{label}: redness area {redness:?}"));
             }
