@@ -779,6 +779,13 @@ def evaluate(args, items, lay):
                      f" missed d={g['pore_missed_diams']} | drawn pig {100 * g['drawn_pigment_frac']:.2f}%"
                      f" | macule d/dL*/marked: " +
                      " ".join(f"{m['diam']:.1f}/{m['dL']:.0f}/{m['marked']:.2f}" for m in g["macules"]))
+    pig_err = [100 * (r["pig"] - t["pigmented_area_fraction"]) for t, r, err, dt in rows
+               if r is not None and t["condition"] != "blank"]
+    if pig_err:
+        lines.append(f"pigment area error over {len(pig_err)} non-blank images (points): mean "
+                     f"{sum(pig_err) / len(pig_err):+.3f}, mean absolute "
+                     f"{sum(map(abs, pig_err)) / len(pig_err):.3f}, over 1 point on "
+                     f"{sum(abs(e) > 1 for e in pig_err)}")
     lines.append(f"fail counts over {len(rows)} images: pores {nfail['P']}, pigment {nfail['H']}, "
                  f"scars {nfail['S']} (and {nfail['s']} more within one scar but over 15%), "
                  f"ITA {nfail['I']}  (* = ITA not judged)")
