@@ -311,8 +311,12 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         leave_one_out(&results);
     }
     let mut metrics = std::collections::BTreeMap::new();
-    println!("| metric | samples | absolute | relative | MDC at the median non-zero value |");
-    println!("|---|---|---|---|---|");
+    // The last column, Σ|Δ| / Σ|before|, is the metric's mean jitter relative to its size: it
+    // stays put when a change to the metrics scales a metric and its jitter together.
+    println!(
+        "| metric | samples | absolute | relative | MDC at the median non-zero value | Σ|Δ|/Σ|before| |"
+    );
+    println!("|---|---|---|---|---|---|");
     for (metric, samples) in &by_metric {
         let (mut absolute, relative, typical) = fit_floor(samples);
         if metric.ends_with("count") {
@@ -323,10 +327,13 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         } else {
             Better::Lower
         };
+        let size: f64 = samples.iter().map(|s| s.0.abs()).sum();
+        let jitter: f64 = samples.iter().map(|s| s.1.abs()).sum();
         println!(
-            "| {metric} | {} | {absolute:.4} | {relative:.3} | {:.4} at {typical:.4} |",
+            "| {metric} | {} | {absolute:.4} | {relative:.3} | {:.4} at {typical:.4} | {:.3} |",
             samples.len(),
-            absolute.max(relative * typical)
+            absolute.max(relative * typical),
+            if size > 0.0 { jitter / size } else { 0.0 }
         );
         metrics.insert(
             metric.clone(),
