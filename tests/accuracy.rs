@@ -588,7 +588,7 @@ fn wide_patches_are_measured_whole() {
 /// mottle of σ 0.1–0.3 (2.5-mm grain): wider than the model's background can follow (σ 3.2 mm),
 /// and their rim, all the excess that background leaves, broken by the mottle. They are found
 /// on the excess over a wide background (`WIDE_BACKGROUND_MM` in `src/metrics.rs`). Before
-/// (0.4.22) every one of them was lost (0% for 9.3–9.7%); now 0.91–0.92 of the true area.
+/// (0.4.22) every one of them was lost (0% for 9.3–9.7%); now 0.91 of the true area.
 /// Pigmented area within 2 percentage points and 12%, every macule found once.
 #[test]
 fn melasma_sized_patches_are_measured_whole() {
