@@ -1374,7 +1374,53 @@ fn relief_past_deficit(red: f32, green: f32, melanin: f32, [sr, sg]: [f32; 2]) -
     let seen = (green - red) / (sg - sr);
     let [least, most] = DEFICIT_SEEN;
     (melanin < 0.0 && seen <= least * melanin && seen >= most * melanin)
-        .then(|| (sg * red - sr * green) / (sg - sr))
+        .then(|| relief_on_red_green(red, green, [sr, sg]))
+}
+
+/// A cell of the leak bands whose mean blue is at most this code value (of 255) has no blue
+/// measurement at the scar band's scale: its relief is read on red and green alone
+/// ([`relief_on_red_green`]), and must clear their rounding ([`RED_GREEN_QUANTA`]).
+///
+/// Why: one code step at code `c` is about `ln((c + 0.5) / (c − 0.5))` in optical density,
+/// 0.29 at code 3.5 and more below, over three times a scar floor's threshold (≈ 0.08); code
+/// 0 is clipped, a bound and not a value. Inside the 8–20-mm macules of the independent
+/// renderer's dark skin (`independent_phantoms.py --probe macules --probe-res 10`), blue sat
+/// at codes 1–3 while red and green (≈ 50 and 16) still followed the macule's melanin mottle.
+/// The Tsumura shading, which weighs blue by −1.09, then darkened by 0.14–0.36 where the
+/// mottle rose (the model read a melanin *deficit* and a hemoglobin excess there), and the
+/// scar detector counted 1, 2, 4 and 4 scars in macules of 8, 12, 16 and 20 mm. At those
+/// floors red and green read 0.02–0.07 of relief; now none is counted. Our own phantoms show
+/// it once rounded to 8 bits (`macules_whose_blue_is_clipped_are_not_scars`).
+/// - 2.5 left one scar in each of the 16- and 20-mm probes (cells of mean code 3).
+/// - 3.5: on the independent renderer's five seeds (390 images) five dark images each lost a
+///   scar too many (9 → 8, 8 → 7, 8 → 7, 9 → 8 and 5 → 4 for 7, 7, 7, 8 and 4) and no other
+///   scar count moved.
+/// - 5.5 also moved four more dark images, two of them away from the truth (a true scar lost
+///   under JPEG, one false scar gained).
+const BLUE_UNMEASURED_CODE: f32 = 3.5;
+
+/// Where blue is unmeasured ([`BLUE_UNMEASURED_CODE`]), relief on red and green must reach
+/// this many σ of their 8-bit rounding at the cell's mean codes (uniform over a step, σ =
+/// step / √12, through [`relief_on_red_green`]'s weights). At red ≈ 50 and green ≈ 16 (a
+/// dark macule) that σ is 0.05, so a floor needs 0.1 of grey relief there. Without this a
+/// quantization contour in red and green that [`relief_on_red_green`] amplifies (3.1 × red −
+/// 2.1 × green) passed: one such floor in a clean dark macule read 0.11 of "relief" (red 0.74
+/// of green, the independent renderer's melanin against the model's 0.67).
+const RED_GREEN_QUANTA: f32 = 2.0;
+
+/// One 8-bit code step at code value `code` (0–255), in optical density.
+fn code_step(code: f32) -> f32 {
+    let linear = |c: f32| crate::model::srgb_to_linear((c / 255.0).clamp(0.0, 1.0)).max(1e-6);
+    (linear(code + 0.5) / linear((code - 0.5).max(0.0))).ln()
+}
+
+/// The relief in the red and green band-passes `red`, `green` with the melanin of the model's
+/// vector `[sr, sg]` on them ([`melanin_red_green`]) taken out: in the red and green densities
+/// relief is `(1, 1)` and melanin `(sr, sg)`, so two channels give both. Hemoglobin, which
+/// darkens green five times as much as red, lowers it: a red floor reads less relief, never
+/// more.
+fn relief_on_red_green(red: f32, green: f32, [sr, sg]: [f32; 2]) -> f32 {
+    (sg * red - sr * green) / (sg - sr)
 }
 
 /// Relief darkens red and green alike; melanin darkens red 0.67 as much as green (the model's
@@ -1437,6 +1483,11 @@ pub(crate) struct LeakBands {
     weighted_relief: Option<Array2<f32>>,
     red: Array2<f32>,
     green: Array2<f32>,
+    /// `Some` in the cells whose mean blue is at most [`BLUE_UNMEASURED_CODE`]: there the
+    /// Tsumura shading is not a measurement, and relief is read on red and green alone
+    /// ([`relief_on_red_green`]), whose 8-bit quantization σ this is (see
+    /// [`RED_GREEN_QUANTA`]).
+    red_green_only: Array2<Option<f32>>,
     /// The model's melanin vector on red and green ([`melanin_red_green`]); `None` when the
     /// model does not describe its decomposition (no deficit is then taken out).
     melanin_red_green: Option<[f32; 2]>,
@@ -1452,12 +1503,15 @@ impl LeakBands {
         let factor = ((maps.px_per_mm / LEAK_PX_PER_MM).round() as usize).max(1);
         let scale_px = maps.px_per_mm / factor as f64;
         // Box-downsampled from `value` on the fly: no full-resolution copy of any map.
-        let band_of = |(h, w): (usize, usize), value: &dyn Fn(Pixel) -> f32| {
-            let small = Array2::from_shape_fn(((h / factor).max(1), (w / factor).max(1)), |q| {
+        let box_mean = |(h, w): (usize, usize), value: &dyn Fn(Pixel) -> f32| {
+            Array2::from_shape_fn(((h / factor).max(1), (w / factor).max(1)), |q| {
                 let (sum, n) = block(q, factor, (h, w))
                     .fold((0f32, 0usize), |(s, n), p| (s + value(p), n + 1));
                 sum / n.max(1) as f32
-            });
+            })
+        };
+        let band_of = |dim: (usize, usize), value: &dyn Fn(Pixel) -> f32| {
+            let small = box_mean(dim, value);
             smooth(small.view(), (0.4 * scale_px) as f32)
                 - smooth(small.view(), (2.0 * scale_px) as f32)
         };
@@ -1474,6 +1528,26 @@ impl LeakBands {
             })
         };
         let (melanin, hemoglobin, shading) = (band("melanin"), band("hemoglobin"), band("shading"));
+        let code = |c: usize| {
+            box_mean((h as usize, w as usize), &|(y, x)| {
+                255.0 * maps.srgb.get_pixel(x as u32, y as u32).0[c]
+            })
+        };
+        let (red_code, green_code, blue_code) = (code(0), code(1), code(2));
+        let red_green_only = match &maps.weighting {
+            Some(weighting) => {
+                let [sr, sg] = melanin_red_green(weighting);
+                ndarray::Zip::from(&red_code)
+                    .and(&green_code)
+                    .and(&blue_code)
+                    .map_collect(|&r, &g, &b| {
+                        // Each channel's rounding error is uniform over one step: σ = step/√12.
+                        let [r, g] = [r, g].map(|c| code_step(c) / 12f32.sqrt());
+                        (b <= BLUE_UNMEASURED_CODE).then(|| (sg * r).hypot(sr * g) / (sg - sr))
+                    })
+            }
+            None => Array2::from_elem(red_code.dim(), None),
+        };
         // The relief the scar detector measures: the model's shading plus the melanin and
         // hemoglobin share its noise weighting lets in (see [`crate::relief::Relief`]).
         let weighted_relief = maps.relief().map(|relief| {
@@ -1490,6 +1564,7 @@ impl LeakBands {
             weighted_relief,
             red: density(0),
             green: density(1),
+            red_green_only,
             melanin_red_green: maps.weighting.as_ref().map(melanin_red_green),
         }
     }
@@ -1566,6 +1641,9 @@ impl<'a> ChromophoreLeak<'a> {
     /// red and green densities share within a factor [`GREY_MIN_FRACTION`] (past a melanin
     /// deficit, [`relief_past_deficit`]) and darken alike
     /// (red at least [`RED_GREEN_MIN`] of green over the darkened cells around `p`): relief.
+    /// Where blue is unmeasured ([`BLUE_UNMEASURED_CODE`]) the shading is not consulted: the
+    /// relief on red and green ([`relief_on_red_green`]) must clear [`RED_GREEN_QUANTA`] of
+    /// their rounding, and red darken like green.
     fn grey(&self, (y, x): Pixel) -> bool {
         let bands = self.bands;
         let q = bands.cell((y + self.origin.0, x + self.origin.1));
@@ -1573,18 +1651,15 @@ impl<'a> ChromophoreLeak<'a> {
         let shading = relief[q];
         let (red, green) = (bands.red[q], bands.green[q]);
         let red_green = 0.5 * (red + green);
-        // The relief red and green share, past a melanin deficit both they and the model see.
-        let shared = bands
-            .melanin_red_green
-            .and_then(|vector| relief_past_deficit(red, green, bands.melanin[q], vector))
-            .map_or(red_green, |relief| relief.max(red_green));
-        // Summed only when the cheaper tests pass: most pixels asked about are not darkenings.
-        let red_like_green = || {
+        // Red at least `RED_GREEN_MIN` of green over the cells around `q` that `darkened`
+        // holds at. Summed only when the cheaper tests pass: most pixels asked about are not
+        // darkenings.
+        let red_like_green = |darkened: &dyn Fn(Pixel) -> bool| {
             let (h, w) = bands.shading.dim();
             let (mut red, mut green) = (0f32, 0f32);
             for qy in q.0.saturating_sub(1)..=(q.0 + 1).min(h - 1) {
                 for qx in q.1.saturating_sub(1)..=(q.1 + 1).min(w - 1) {
-                    if relief[[qy, qx]] > 0.0 {
+                    if darkened((qy, qx)) {
                         red += bands.red[[qy, qx]];
                         green += bands.green[[qy, qx]];
                     }
@@ -1592,10 +1667,22 @@ impl<'a> ChromophoreLeak<'a> {
             }
             red >= RED_GREEN_MIN * green
         };
+        if let (Some(quantum), Some(vector)) = (bands.red_green_only[q], bands.melanin_red_green) {
+            // Blue unmeasured: the relief is red and green's alone, and must clear their
+            // rounding.
+            let relief = relief_on_red_green(red, green, vector);
+            return relief >= RED_GREEN_QUANTA * quantum
+                && red_like_green(&|c| bands.red[c] + bands.green[c] > 0.0);
+        }
+        // The relief red and green share, past a melanin deficit both they and the model see.
+        let shared = bands
+            .melanin_red_green
+            .and_then(|vector| relief_past_deficit(red, green, bands.melanin[q], vector))
+            .map_or(red_green, |relief| relief.max(red_green));
         shading <= 0.0
             || (shared >= GREY_MIN_FRACTION * shading
                 && GREY_MIN_FRACTION * red_green <= shading
-                && red_like_green())
+                && red_like_green(&|c| relief[c] > 0.0))
     }
 
     /// The fraction of the shading band-pass at working pixel `p` that the leak explains; 0
@@ -3596,6 +3683,7 @@ mod tests {
             weighted_relief: None,
             red: cells(red),
             green: cells(green),
+            red_green_only: Array2::from_elem((3, 3), None),
             melanin_red_green: Some(MELANIN),
         }
     }
@@ -3669,6 +3757,58 @@ mod tests {
         assert!(!grey(&uniform_bands(shading, 0.01, 0.01, -0.25)));
         // A melanin excess leaking into the shading darkens red 0.67 as much as green.
         assert!(!grey(&uniform_bands(shading, sr * 0.3, sg * 0.3, 0.3)));
+    }
+
+    #[test]
+    fn where_blue_is_unmeasured_relief_is_read_on_red_and_green_past_their_rounding() {
+        let [sr, sg] = MELANIN;
+        let quantum = 0.05;
+        let grey = |shading: f32, red: f32, green: f32, melanin: f32| {
+            let bands = LeakBands {
+                red_green_only: Array2::from_elem((3, 3), Some(quantum)),
+                ..uniform_bands(shading, red, green, melanin)
+            };
+            ChromophoreLeak {
+                a: 0.0,
+                b: 0.0,
+                bands: &bands,
+                origin: (0, 0),
+            }
+            .grey((1, 1))
+        };
+        // Grey relief past two quanta, whatever the shading (blue is no measurement).
+        assert!(grey(0.3, 0.15, 0.15, 0.0));
+        assert!(grey(-0.1, 0.15, 0.15, 0.0));
+        // Grey but within two quanta of red and green's rounding.
+        assert!(!grey(0.3, 0.08, 0.08, 0.0));
+        // A deep melanin darkening of red and green, which a clipped blue turns into a deep
+        // shading floor (the model reads a melanin deficit there): no relief.
+        assert!(!grey(0.35, sr * 0.5, sg * 0.5, -0.5));
+        // Where blue is measured, the same shading floor with no red and green darkening at
+        // this resolution passes as a fine floor (the band is not a darkening here)...
+        let measured = |shading, red, green| {
+            ChromophoreLeak {
+                a: 0.0,
+                b: 0.0,
+                bands: &uniform_bands(shading, red, green, 0.0),
+                origin: (0, 0),
+            }
+            .grey((1, 1))
+        };
+        assert!(measured(-0.01, -0.04, -0.06));
+        // ...and where it is not, red and green brightening is no relief.
+        assert!(!grey(-0.01, -0.04, -0.06, 0.0));
+    }
+
+    #[test]
+    fn code_steps_are_the_density_of_one_8_bit_step() {
+        // Linear segment of sRGB: a step at code c spans ln((c + 0.5) / (c − 0.5)).
+        assert!((code_step(2.0) - (2.5f32 / 1.5).ln()).abs() < 1e-3);
+        // Code 0 is clipped: half a step up is already a large density.
+        assert!(code_step(0.0) > 5.0);
+        // Bright codes are fine steps (gamma 2.4: about 2.4 / (c + 14) · 1.055 near 200).
+        assert!(code_step(200.0) < 0.015);
+        assert!(code_step(50.0) > code_step(51.0));
     }
 
     #[test]

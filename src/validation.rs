@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::analyze::Analyzer;
 use crate::error::Result;
 use crate::metrics::RegionMetrics;
-use crate::phantom::{PhantomSpec, PhantomTruth, render};
+use crate::phantom::{Phantom, PhantomSpec, PhantomTruth, render};
 
 /// Measured next to true values for one phantom.
 #[derive(Debug, Clone, Serialize)]
@@ -141,9 +141,19 @@ impl Comparison {
 /// The analyzer is switched to `regions: whole` at the phantom's scale (the caller owns it so
 /// one ONNX session serves many phantoms).
 pub fn compare(analyzer: &mut Analyzer, spec: &PhantomSpec, label: &str) -> Result<Comparison> {
-    let phantom = render(spec)?;
+    compare_rendered(analyzer, render(spec)?, spec.px_per_mm, label)
+}
+
+/// [`compare`] on a phantom already rendered at `px_per_mm` (whose image a test may have
+/// changed, e.g. rounded to 8 bits).
+pub fn compare_rendered(
+    analyzer: &mut Analyzer,
+    phantom: Phantom,
+    px_per_mm: f64,
+    label: &str,
+) -> Result<Comparison> {
     let options = analyzer.options_mut();
-    options.px_per_mm = Some(spec.px_per_mm);
+    options.px_per_mm = Some(px_per_mm);
     options.regions = crate::regions::RegionMode::Whole;
     let analysis = analyzer.analyze_photo(phantom.to_photo(format!("phantom-{label}")))?;
     Ok(Comparison {

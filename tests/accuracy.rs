@@ -5,7 +5,7 @@
 use dermatrack::analyze::{AnalyzeOptions, Analyzer};
 use dermatrack::metrics::RegionMetrics;
 use dermatrack::phantom::{PhantomSpec, TonePreset};
-use dermatrack::validation::{Comparison, compare};
+use dermatrack::validation::{Comparison, compare, compare_rendered};
 
 /// Light, medium and dark skin (ITA° ≈ 48, 19 and −40).
 const TONES: [TonePreset; 3] = [TonePreset::Light, TonePreset::Tan, TonePreset::Dark];
@@ -960,6 +960,49 @@ fn macules_on_dark_skin_survive_heavy_noise() {
                     "seed {seed} noise {noise}: pigment spots {spots:?}"
                 ));
             }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// Macules so dark that blue is clipped inside them (dark skin, melanin excess 3–4, 14–20 mm,
+/// mottle σ 0.3), rounded to 8 bits as a camera's file holds them: none is counted as a scar.
+/// Where blue sits at codes 0–3 the Tsumura shading, which weighs blue by −1.09, darkens with
+/// every rise of the mottle; before relief was read on red and green there
+/// (`BLUE_UNMEASURED_CODE` in `src/metrics.rs`) seeds 11–15 counted 8, 10, 9, 7 and 9 scars for
+/// 7, now 6, 7, 5, 5 and 6. At most two true scars may be lost: dark skin's known gap (the
+/// same seeds without macules count 6 of 7 in 8 bits).
+#[test]
+fn macules_whose_blue_is_clipped_are_not_scars() {
+    let mut a = analyzer();
+    let mut failures = Vec::new();
+    for seed in 11..=15 {
+        let mut s = spec(TonePreset::Dark, seed);
+        (s.width_mm, s.height_mm) = (90.0, 90.0);
+        s.pigment.diameter_mm = [14.0, 20.0];
+        s.pigment.melanin_excess = [3.0, 4.0];
+        s.texture.melanin_std = 0.3;
+        s.texture.scale_mm = 2.5;
+        let mut phantom = dermatrack::phantom::render(&s).expect("phantom renders");
+        for v in phantom.image.iter_mut() {
+            *v = (*v * 255.0).round() / 255.0;
+        }
+        // The premise: blue is clipped (codes 0–1) somewhere in every scene's macules.
+        let darkest_blue = phantom
+            .image
+            .enumerate_pixels()
+            .filter(|&(x, y, _)| phantom.masks.pigment.get_pixel(x, y).0[0] > 0)
+            .map(|(_, _, p)| 255.0 * p.0[2])
+            .fold(f32::MAX, f32::min);
+        assert!(
+            darkest_blue <= 1.0,
+            "seed {seed}: darkest blue {darkest_blue}"
+        );
+        let c = compare_rendered(&mut a, phantom, s.px_per_mm, "clipped blue").unwrap();
+        let scars = c.scar_count();
+        println!("dark seed {seed}, 8 bits: scars {scars:?}");
+        if scars.measured > scars.truth || scars.measured < scars.truth - 2.0 {
+            failures.push(format!("seed {seed}: scars {scars:?}"));
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
