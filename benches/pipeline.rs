@@ -17,6 +17,10 @@
 //!   before the band-passes) and on a 40-mm dark phantom under σ 0.002 linear noise at 10 px/mm
 //!   (where it is used).
 //!
+//! * `wide_excess`: `metrics::wide_excess` of the same crop's melanin map (1875 × 2250 working
+//!   pixels at 10 px/mm) over a mask of the whole crop, σ 2.4 and 10 mm: the wide background
+//!   version 0.4.23 added, which the metrics run once per region window.
+//!
 //! Run with `cargo bench --bench pipeline`. Results are quoted in the README.
 
 use std::hint::black_box;
@@ -91,6 +95,19 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("density_bands", |b| {
         b.iter(|| black_box(DensityBands::compute(&maps).is_some()))
+    });
+    let melanin = maps.channel("melanin").expect("skin-v1 has a melanin map");
+    let everywhere = ndarray::Array2::from_elem(melanin.dim(), true);
+    let px_per_mm = maps.px_per_mm;
+    group.bench_function("wide_excess", |b| {
+        b.iter(|| {
+            black_box(dermatrack::metrics::wide_excess(
+                melanin,
+                &everywhere,
+                2.4 * px_per_mm,
+                10.0 * px_per_mm,
+            ))
+        })
     });
     // Fresh maps each time: `SkinMaps` keeps the block noise the relief reads once computed.
     group.bench_function("relief_portrait", |b| {

@@ -2778,8 +2778,9 @@ const WIDE_MAX_HELD: f64 = 0.8;
 /// (normalized convolution). Both are computed on coarse grids (about a quarter of their σ
 /// apart, [`crate::reference::pyramid_sigma`]) and read back bilinearly: the excess
 /// only has to find patches 8 mm and wider, and a full-resolution 2.4-mm blur of every region
-/// added a quarter to a portrait's analysis time.
-fn wide_excess(
+/// added a quarter to a portrait's analysis time. Public for its benchmark
+/// (`cargo bench --bench pipeline -- wide_excess`).
+pub fn wide_excess(
     level: ndarray::ArrayView2<'_, f32>,
     mask: &Array2<bool>,
     smoothing_px: f64,
