@@ -600,7 +600,8 @@ def run_tool(exe, path, ppmm, threads, overlay=None):
         doc = json.load(f)
     m = doc["regions"][0]["metrics"]
     return {"pores": m["pores"]["count"], "pig": m["hyperpigmentation"]["area_fraction"],
-            "scars": m["scarring"]["count"], "ita": m["tone"]["ita_deg"]}, None, dt
+            "scars": m["scarring"]["count"], "ita": m["tone"]["ita_deg"],
+            "red": m["redness"]["area_fraction"]}, None, dt
 
 
 def diagnose(img_path, ov_path, lay, ppmm):
@@ -803,7 +804,8 @@ def evaluate(args, items, lay):
 # ----------------------------------------------------------------------------------------------
 def probe_layouts(kind, rng, size_mm=40.0):
     """Yields (label, layout). pores: 40 pores of one diameter; macules: 4 macules of one diameter
-    (contrast k=0.7); erythema: 2 patches of dh 0.6 only; icepick: 6 icepicks of one width."""
+    (contrast k=0.7); erythema: 2 patches of one diameter (10-30 mm) and blood excess (0.3, 0.6),
+    redness area against the patches' half-maximum area; icepick: 6 icepicks of one width."""
     base = {"size_mm": size_mm, "macules": [], "scars": [], "erythema": [], "pores": []}
 
     def grid(n, pitch):
@@ -831,11 +833,15 @@ def probe_layouts(kind, rng, size_mm=40.0):
                               for i in range(4)]
             yield f"d={dm}mm", lay
     elif kind == "erythema":
-        for dh in [0.3, 0.6]:
-            lay = json.loads(json.dumps(base))
-            lay["erythema"] = [{"x": x, "y": y, "diam": 10.0, "dh": dh, "aspect": 0.8, "angle": 0.5}
-                               for x, y in [(12, 14), (28, 26)]]
-            yield f"dh={dh}", lay
+        # 10-30-mm diffuse patches (a Gaussian of sigma diam/3); the frame grows with them
+        for de in [10.0, 16.0, 20.0, 30.0]:
+            for dh in [0.3, 0.6]:
+                size = max(size_mm, 4 * de)
+                lay = json.loads(json.dumps(base))
+                lay["size_mm"] = size
+                lay["erythema"] = [{"x": fx * size, "y": fy * size, "diam": de, "dh": dh,
+                                    "aspect": 0.8, "angle": 0.5} for fx, fy in [(0.3, 0.35), (0.7, 0.65)]]
+                yield f"d={de:g}mm,dh={dh}", lay
     elif kind == "icepick":
         for w in [0.3, 0.5, 0.7, 1.0]:
             lay = json.loads(json.dumps(base))
@@ -864,8 +870,13 @@ def run_probe(args):
                 if r is None:
                     lines.append(f"{tname:12s} {ppmm:4g} {lab_:9s} | ERROR {err}")
                     continue
-                lines.append(f"{tname:12s} {ppmm:4g} {lab_:9s} | {r['pores']:3d}/{len(lay['pores']):3d} | "
-                             f"{100 * r['pig']:5.2f}/{100 * mask.mean():5.2f} | {r['scars']:3d}/{len(lay['scars']):2d}")
+                line = (f"{tname:12s} {ppmm:4g} {lab_:9s} | {r['pores']:3d}/{len(lay['pores']):3d} | "
+                        f"{100 * r['pig']:5.2f}/{100 * mask.mean():5.2f} | {r['scars']:3d}/{len(lay['scars']):2d}")
+                if lay["erythema"]:
+                    # area inside the patches' half-maximum ellipses (radius 1.177 sigma)
+                    half = sum(math.pi * (1.1774 * e["diam"] / 3) ** 2 * e["aspect"] for e in lay["erythema"])
+                    line += f" | red% {100 * r['red']:5.2f}/{100 * half / lay['size_mm'] ** 2:5.2f}"
+                lines.append(line)
                 print(lines[-1], flush=True)
     with open(os.path.join(args.out, f"probe_{args.probe}.txt"), "w") as f:
         f.write("\n".join(lines) + "\n")
