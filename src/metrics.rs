@@ -569,7 +569,7 @@ pub fn measure_region(
                     let relief = patch.relief_checked
                         && blue_left_out
                         && darkening > RELIEF_DARKENING * predicted;
-                    darkening >= CONFIRM_FRACTION * predicted && !relief
+                    darkening >= patch.confirm_fraction * predicted && !relief
                 }
                 _ => true,
             })
@@ -709,6 +709,7 @@ pub fn measure_region(
             mottled: true,
             peak_min_fraction: MACULE_PEAK_MIN_FRACTION,
             relief_checked: true,
+            confirm_fraction: CONFIRM_FRACTION,
             wide: true,
         },
     );
@@ -722,6 +723,7 @@ pub fn measure_region(
             mottled: false,
             peak_min_fraction: ERYTHEMA_PEAK_MIN_FRACTION,
             relief_checked: false,
+            confirm_fraction: ERYTHEMA_CONFIRM_FRACTION,
             wide: false,
         },
     );
@@ -913,6 +915,9 @@ struct PatchChannel<'a> {
     /// is relief, not this chromophore, when blue is left out (see [`RELIEF_DARKENING`]). True
     /// for melanin.
     relief_checked: bool,
+    /// Least fraction of the darkening its excess predicts that a patch must darken the
+    /// low-noise shading by ([`CONFIRM_FRACTION`], [`ERYTHEMA_CONFIRM_FRACTION`]).
+    confirm_fraction: f64,
     /// Whether patches are also looked for on the excess over a wide background
     /// ([`WIDE_BACKGROUND_MM`]). True for melanin. Not measured for hemoglobin: the phantoms'
     /// 12–20-mm erythema, which has no mottle to break its ring, is measured whole by
@@ -1758,9 +1763,23 @@ const PATCH_SCALE_GAIN: f32 = 1.5;
 /// low-noise shading is measured, mm.
 const CONFIRM_RING_MM: f64 = 1.0;
 
-/// A patch must darken the low-noise shading by at least this fraction of what its mean
-/// chromophore excess predicts (see [`shading_darkening`]).
+/// A macule must darken the low-noise shading by at least this fraction of what its mean
+/// melanin excess predicts (see [`shading_darkening`]); an erythema patch at least
+/// [`ERYTHEMA_CONFIRM_FRACTION`] of what its hemoglobin excess predicts.
 const CONFIRM_FRACTION: f64 = 0.5;
+
+/// [`CONFIRM_FRACTION`] for erythema patches.
+///
+/// Why lower: a blue-only excursion (JPEG's chroma contours) darkens the low-noise shading by
+/// about a twenty-fourth of the prediction, a patch of the model's own colour by all of it,
+/// and one whose colour differs from the model's vectors by less. The independent renderer's
+/// erythema (hemoglobin 16° from the model's) read 0.44–0.61 (temporary debug prints), so at
+/// 0.5 its 10-mm patches on tan skin were confirmed at 10 px/mm (5.0% for a half-maximum area
+/// of 4.8%) and rejected at 5 px/mm (0%, ratios 0.44 and 0.50): the same skin, two numbers
+/// (`independent_phantoms.py --probe erythema --probe-res 5,10`; now 4.65% and 5.0%). For
+/// macules 0.25 let a JPEG q90 contour through on a tan phantom (5 macules for 4,
+/// `jpeg_keeps_pores_and_invents_no_macules`), so melanin keeps 0.5.
+const ERYTHEMA_CONFIRM_FRACTION: f64 = 0.25;
 
 /// Where blue is left out ([`crate::model::SkinMaps::blue_left_out`]), a pigment patch that
 /// darkens the low-noise shading by more than this multiple of what its melanin predicts is
@@ -1968,7 +1987,7 @@ fn wide_edge(
 /// ([`crate::model::LowNoiseShading`]), and how much its excess predicts: `(darkening,
 /// predicted)`, the patch's mean shading minus the mean over a ring of `ring_px` around its
 /// bounding box, and `gain` × its mean excess. A patch is confirmed when the darkening is at
-/// least [`CONFIRM_FRACTION`] of the prediction.
+/// least [`CONFIRM_FRACTION`] of the prediction ([`ERYTHEMA_CONFIRM_FRACTION`] for erythema).
 ///
 /// Why: melanin and hemoglobin come from the Tsumura projection, which leans on the blue
 /// channel. On pigmented skin one code value of blue is 0.02–0.07 OD, and JPEG's Y/Cb/Cr
