@@ -1508,11 +1508,14 @@ impl LeakBands {
         let factor = ((maps.px_per_mm / LEAK_PX_PER_MM).round() as usize).max(1);
         let scale_px = maps.px_per_mm / factor as f64;
         // Box-downsampled from `value` on the fly: no full-resolution copy of any map.
+        let cell_mean = |q: Pixel, dim: (usize, usize), value: &dyn Fn(Pixel) -> f32| {
+            let (sum, n) =
+                block(q, factor, dim).fold((0f32, 0usize), |(s, n), p| (s + value(p), n + 1));
+            sum / n.max(1) as f32
+        };
         let box_mean = |(h, w): (usize, usize), value: &dyn Fn(Pixel) -> f32| {
             Array2::from_shape_fn(((h / factor).max(1), (w / factor).max(1)), |q| {
-                let (sum, n) = block(q, factor, (h, w))
-                    .fold((0f32, 0usize), |(s, n), p| (s + value(p), n + 1));
-                sum / n.max(1) as f32
+                cell_mean(q, (h, w), value)
             })
         };
         let band_of = |dim: (usize, usize), value: &dyn Fn(Pixel) -> f32| {
@@ -1527,32 +1530,28 @@ impl LeakBands {
             band_of(map.dim(), &|p| map[p])
         };
         let (w, h) = maps.srgb.dimensions();
+        let srgb_dim = (h as usize, w as usize);
         let density = |c: usize| {
-            band_of((h as usize, w as usize), &|(y, x)| {
+            band_of(srgb_dim, &|(y, x)| {
                 optical_density(maps.srgb.get_pixel(x as u32, y as u32).0[c])
             })
         };
+        let code =
+            |c: usize| move |(y, x): Pixel| 255.0 * maps.srgb.get_pixel(x as u32, y as u32).0[c];
         let (melanin, hemoglobin, shading) = (band("melanin"), band("hemoglobin"), band("shading"));
-        let code = |c: usize| {
-            box_mean((h as usize, w as usize), &|(y, x)| {
-                255.0 * maps.srgb.get_pixel(x as u32, y as u32).0[c]
+        let melanin_red_green = maps.weighting.as_ref().map(melanin_red_green);
+        // Red and green's rounding, read only where blue is unmeasured (few cells of a face).
+        let blue = box_mean(srgb_dim, &code(2));
+        let red_green_only = Array2::from_shape_fn(blue.dim(), |q| {
+            melanin_red_green.and_then(|[sr, sg]| {
+                (blue[q] <= BLUE_UNMEASURED_CODE).then(|| {
+                    // Each channel's rounding error is uniform over one step: σ = step/√12.
+                    let [r, g] =
+                        [0, 1].map(|c| code_step(cell_mean(q, srgb_dim, &code(c))) / 12f32.sqrt());
+                    (sg * r).hypot(sr * g) / (sg - sr)
+                })
             })
-        };
-        let (red_code, green_code, blue_code) = (code(0), code(1), code(2));
-        let red_green_only = match &maps.weighting {
-            Some(weighting) => {
-                let [sr, sg] = melanin_red_green(weighting);
-                ndarray::Zip::from(&red_code)
-                    .and(&green_code)
-                    .and(&blue_code)
-                    .map_collect(|&r, &g, &b| {
-                        // Each channel's rounding error is uniform over one step: σ = step/√12.
-                        let [r, g] = [r, g].map(|c| code_step(c) / 12f32.sqrt());
-                        (b <= BLUE_UNMEASURED_CODE).then(|| (sg * r).hypot(sr * g) / (sg - sr))
-                    })
-            }
-            None => Array2::from_elem(red_code.dim(), None),
-        };
+        });
         // The relief the scar detector measures: the model's shading plus the melanin and
         // hemoglobin share its noise weighting lets in (see [`crate::relief::Relief`]).
         let weighted_relief = maps.relief().map(|relief| {
@@ -1570,7 +1569,7 @@ impl LeakBands {
             red: density(0),
             green: density(1),
             red_green_only,
-            melanin_red_green: maps.weighting.as_ref().map(melanin_red_green),
+            melanin_red_green,
         }
     }
 

@@ -555,6 +555,18 @@ fn macules_a_few_millimetres_wide_are_measured_to_their_edge() {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
+/// A 90-mm phantom of `tone` with melasma-sized macules (14–20 mm) of melanin excess in
+/// `excess`, under a melanin mottle of σ `mottle` on a 2.5-mm grain.
+fn melasma_spec(tone: TonePreset, seed: u64, excess: [f64; 2], mottle: f64) -> PhantomSpec {
+    let mut s = spec(tone, seed);
+    (s.width_mm, s.height_mm) = (90.0, 90.0);
+    s.pigment.diameter_mm = [14.0, 20.0];
+    s.pigment.melanin_excess = excess;
+    s.texture.melanin_std = mottle;
+    s.texture.scale_mm = 2.5;
+    s
+}
+
 /// Macules and erythema much wider than the model's chromophore background (a Gaussian of
 /// σ 3.2 mm, which rises under them), like melasma and post-inflammatory patches: 10–15-mm
 /// macules and 12–20-mm erythema on 90-mm phantoms of every tone. Their excess is hollow, so
@@ -597,12 +609,7 @@ fn melasma_sized_patches_are_measured_whole() {
     for tone in TONES {
         for seed in SEEDS {
             for (std, excess) in [(0.1, [0.8, 1.2]), (0.3, [1.5, 2.2])] {
-                let mut s = spec(tone, seed);
-                (s.width_mm, s.height_mm) = (90.0, 90.0);
-                s.pigment.diameter_mm = [14.0, 20.0];
-                s.pigment.melanin_excess = excess;
-                s.texture.melanin_std = std;
-                s.texture.scale_mm = 2.5;
+                let s = melasma_spec(tone, seed, excess, std);
                 let label = format!("{} seed {seed} mottle {std}", tone.name());
                 let c = compare(&mut a, &s, &label).unwrap();
                 println!(
@@ -977,12 +984,7 @@ fn macules_whose_blue_is_clipped_are_not_scars() {
     let mut a = analyzer();
     let mut failures = Vec::new();
     for seed in 11..=15 {
-        let mut s = spec(TonePreset::Dark, seed);
-        (s.width_mm, s.height_mm) = (90.0, 90.0);
-        s.pigment.diameter_mm = [14.0, 20.0];
-        s.pigment.melanin_excess = [3.0, 4.0];
-        s.texture.melanin_std = 0.3;
-        s.texture.scale_mm = 2.5;
+        let s = melasma_spec(TonePreset::Dark, seed, [3.0, 4.0], 0.3);
         let mut phantom = dermatrack::phantom::render(&s).expect("phantom renders");
         for v in phantom.image.iter_mut() {
             *v = (*v * 255.0).round() / 255.0;
