@@ -141,19 +141,18 @@ impl Comparison {
 /// The analyzer is switched to `regions: whole` at the phantom's scale (the caller owns it so
 /// one ONNX session serves many phantoms).
 pub fn compare(analyzer: &mut Analyzer, spec: &PhantomSpec, label: &str) -> Result<Comparison> {
-    compare_rendered(analyzer, render(spec)?, spec.px_per_mm, label)
+    compare_rendered(analyzer, render(spec)?, label)
 }
 
-/// [`compare`] on a phantom already rendered at `px_per_mm` (whose image a test may have
-/// changed, e.g. rounded to 8 bits).
+/// [`compare`] on a phantom already rendered (whose image a test may have changed, e.g.
+/// rounded to 8 bits), analysed at its true scale.
 pub fn compare_rendered(
     analyzer: &mut Analyzer,
     phantom: Phantom,
-    px_per_mm: f64,
     label: &str,
 ) -> Result<Comparison> {
     let options = analyzer.options_mut();
-    options.px_per_mm = Some(px_per_mm);
+    options.px_per_mm = Some(phantom.truth.px_per_mm);
     options.regions = crate::regions::RegionMode::Whole;
     let analysis = analyzer.analyze_photo(phantom.to_photo(format!("phantom-{label}")))?;
     Ok(Comparison {

@@ -1000,7 +1000,7 @@ fn macules_whose_blue_is_clipped_are_not_scars() {
             darkest_blue <= 1.0,
             "seed {seed}: darkest blue {darkest_blue}"
         );
-        let c = compare_rendered(&mut a, phantom, s.px_per_mm, "clipped blue").unwrap();
+        let c = compare_rendered(&mut a, phantom, "clipped blue").unwrap();
         let scars = c.scar_count();
         println!("dark seed {seed}, 8 bits: scars {scars:?}");
         if scars.measured > scars.truth || scars.measured < scars.truth - 2.0 {
