@@ -1405,19 +1405,13 @@ fn relief_past_deficit(red: f32, green: f32, melanin: f32, [sr, sg]: [f32; 2]) -
 const BLUE_UNMEASURED_CODE: f32 = 3.5;
 
 /// Where blue is unmeasured ([`BLUE_UNMEASURED_CODE`]), relief on red and green must reach
-/// this many σ of their 8-bit rounding at the cell's mean codes (uniform over a step, σ =
-/// step / √12, through [`relief_on_red_green`]'s weights). At red ≈ 50 and green ≈ 16 (a
+/// this many σ of their 8-bit rounding at the cell's mean codes
+/// ([`crate::model::rounding_density`], through [`relief_on_red_green`]'s weights). At red ≈ 50 and green ≈ 16 (a
 /// dark macule) that σ is 0.05, so a floor needs 0.1 of grey relief there. Without this a
 /// quantization contour in red and green that [`relief_on_red_green`] amplifies (3.1 × red −
 /// 2.1 × green) passed: one such floor in a clean dark macule read 0.11 of "relief" (red 0.74
 /// of green, the independent renderer's melanin against the model's 0.67).
 const RED_GREEN_QUANTA: f32 = 2.0;
-
-/// One 8-bit code step at code value `code` (0–255), in optical density.
-fn code_step(code: f32) -> f32 {
-    let linear = |c: f32| crate::model::srgb_to_linear((c / 255.0).clamp(0.0, 1.0)).max(1e-6);
-    (linear(code + 0.5) / linear((code - 0.5).max(0.0))).ln()
-}
 
 /// The relief in the red and green band-passes `red`, `green` with the melanin of the model's
 /// vector `[sr, sg]` on them ([`melanin_red_green`]) taken out: in the red and green densities
@@ -1545,9 +1539,10 @@ impl LeakBands {
         let red_green_only = Array2::from_shape_fn(blue.dim(), |q| {
             melanin_red_green.and_then(|[sr, sg]| {
                 (blue[q] <= BLUE_UNMEASURED_CODE).then(|| {
-                    // Each channel's rounding error is uniform over one step: σ = step/√12.
-                    let [r, g] =
-                        [0, 1].map(|c| code_step(cell_mean(q, srgb_dim, &code(c))) / 12f32.sqrt());
+                    let [r, g] = [0, 1].map(|c| {
+                        crate::model::rounding_density(f64::from(cell_mean(q, srgb_dim, &code(c))))
+                            as f32
+                    });
                     (sg * r).hypot(sr * g) / (sg - sr)
                 })
             })
@@ -3817,17 +3812,6 @@ mod tests {
         assert!(measured(-0.01, -0.04, -0.06));
         // ...and where it is not, red and green brightening is no relief.
         assert!(!grey(-0.01, -0.04, -0.06, 0.0));
-    }
-
-    #[test]
-    fn code_steps_are_the_density_of_one_8_bit_step() {
-        // Linear segment of sRGB: a step at code c spans ln((c + 0.5) / (c − 0.5)).
-        assert!((code_step(2.0) - (2.5f32 / 1.5).ln()).abs() < 1e-3);
-        // Code 0 is clipped: half a step up is already a large density.
-        assert!(code_step(0.0) > 5.0);
-        // Bright codes are fine steps (gamma 2.4: about 2.4 / (c + 14) · 1.055 near 200).
-        assert!(code_step(200.0) < 0.015);
-        assert!(code_step(50.0) > code_step(51.0));
     }
 
     #[test]

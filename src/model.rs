@@ -637,7 +637,7 @@ pub fn density_uncertainty(level: f64, noise: f64, samples: f64) -> f64 {
     } else {
         0.0
     };
-    let random = noise.max(QUANTIZATION_CODES) * density_per_code(level);
+    let random = (noise * density_per_code(level)).max(rounding_density(level));
     let bias = clipped + 0.5 * random * random;
     (bias * bias + random * random / samples).sqrt()
 }
@@ -678,6 +678,15 @@ fn normal_cdf(u: f64) -> f64 {
     } else {
         0.5 * (1.0 - erf)
     }
+}
+
+/// The spread (natural-log OD) that 8-bit rounding alone gives the density of a channel whose
+/// level is `level` codes: a rounding error is uniform over one code ([`QUANTIZATION_CODES`]),
+/// times the density of one code there ([`density_per_code`]). The least random part of
+/// [`density_uncertainty`]; the scar detector's red-and-green relief test weighs its clearance
+/// by it where blue is unmeasured.
+pub fn rounding_density(level: f64) -> f64 {
+    QUANTIZATION_CODES * density_per_code(level)
 }
 
 /// `|dOD/dv|` of one sRGB channel at code value `v` (0–255): how much density one code of noise
@@ -1311,6 +1320,21 @@ mod tests {
         assert!(at_macule > 1.0, "{at_macule}");
         let bright = density_uncertainty(120.0, 4.0, 1e9);
         assert!(bright < 0.01, "{bright}");
+    }
+
+    #[test]
+    fn rounding_is_a_twelfth_root_of_a_code_in_density() {
+        // Linear segment of sRGB: one code at level c is 1/c of density, and its rounding
+        // spreads 1/√12 of that.
+        assert!((rounding_density(2.0) - 0.5 / 12f64.sqrt()).abs() < 1e-6);
+        // Below half a code a channel carries nothing: held at the half-code density.
+        assert_eq!(rounding_density(0.0), rounding_density(0.5));
+        // Power segment (gamma 2.4): near code 200 a code is 2.4 / (200 + 14) of density.
+        assert!((rounding_density(200.0) - 2.4 / 214.025 / 12f64.sqrt()).abs() < 1e-6);
+        assert!(rounding_density(50.0) > rounding_density(51.0));
+        // It is the least random part of a density's uncertainty: a clean bright channel.
+        let clean = density_uncertainty(120.0, 0.0, 1.0);
+        assert!((clean - rounding_density(120.0)).abs() < 1e-4, "{clean}");
     }
 
     /// Standard normal deviates, Box–Muller from a fixed LCG seeded with `seed`.
