@@ -4,7 +4,7 @@
 
 use dermatrack::analyze::{AnalyzeOptions, Analyzer};
 use dermatrack::metrics::RegionMetrics;
-use dermatrack::phantom::{PhantomSpec, TonePreset};
+use dermatrack::phantom::{Phantom, PhantomSpec, TonePreset};
 use dermatrack::validation::{Comparison, compare, compare_rendered};
 
 /// Light, medium and dark skin (ITA° ≈ 48, 19 and −40).
@@ -40,6 +40,36 @@ fn pigment_failures(c: &Comparison, label: &str, max_relative: f64) -> Vec<Strin
     failures
 }
 
+/// The accuracy targets of one phantom's measurement, other than the scar count (which has
+/// tests of its own): every failure, labelled.
+fn target_failures(c: &Comparison, label: &str) -> Vec<String> {
+    let mut failures = Vec::new();
+    // Pore count error ≤ 10%.
+    if c.pore_count().relative_error() > 0.10 {
+        failures.push(format!("{label}: pores {:?}", c.pore_count()));
+    }
+    // Mean pore diameter within 15% (sizes are measured at half-max).
+    if c.pore_diameter().relative_error() > 0.15 {
+        failures.push(format!("{label}: pore diameter {:?}", c.pore_diameter()));
+    }
+    // Pigmented area error ≤ 2 percentage points, and every macule found once.
+    if c.pigment_area_pct().error().abs() > 2.0 {
+        failures.push(format!("{label}: pigment area {:?}", c.pigment_area_pct()));
+    }
+    if c.pigment_count().error() != 0.0 {
+        failures.push(format!("{label}: pigment spots {:?}", c.pigment_count()));
+    }
+    // ITA° error ≤ 3°.
+    if c.ita().error().abs() > 3.0 {
+        failures.push(format!("{label}: ITA {:?}", c.ita()));
+    }
+    // Erythema area within 1 percentage point.
+    if c.redness_area_pct().error().abs() > 1.0 {
+        failures.push(format!("{label}: redness area {:?}", c.redness_area_pct()));
+    }
+    failures
+}
+
 #[test]
 fn clean_phantoms_meet_the_accuracy_targets_on_every_tone() {
     let mut a = analyzer();
@@ -47,30 +77,63 @@ fn clean_phantoms_meet_the_accuracy_targets_on_every_tone() {
     for tone in TONES {
         for seed in SEEDS {
             let c = compare(&mut a, &spec(tone, seed), tone.name()).unwrap();
-            let label = format!("{} seed {seed}", tone.name());
-            // Pore count error ≤ 10%.
-            if c.pore_count().relative_error() > 0.10 {
-                failures.push(format!("{label}: pores {:?}", c.pore_count()));
+            failures.extend(target_failures(&c, &format!("{} seed {seed}", tone.name())));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// The phantom of `s` with its samples rounded to 8 bits per channel, as a PNG or a camera's
+/// JPEG stores them (the phantom's own file is 16-bit).
+fn rendered_8_bit(s: &PhantomSpec) -> Phantom {
+    let mut phantom = dermatrack::phantom::render(s).expect("phantom renders");
+    for v in phantom.image.iter_mut() {
+        *v = (*v * 255.0).round() / 255.0;
+    }
+    phantom
+}
+
+/// Photos come as 8-bit files, and on dark skin blue is 15–20 codes deep, where one code is
+/// 0.07 OD. Every target holds on the phantoms rounded to 8 bits (seeds 11–15, each tone), and
+/// so does the scar count (error ≤ 15%) on light and tan skin; on dark skin it is a known gap
+/// (`eight_bit_dark_phantoms_keep_the_scar_count`, below).
+#[test]
+fn eight_bit_phantoms_meet_the_accuracy_targets() {
+    let mut a = analyzer();
+    let mut failures = Vec::new();
+    for tone in TONES {
+        for seed in 11..=15 {
+            let label = format!("{} seed {seed}, 8 bits", tone.name());
+            let c = compare_rendered(&mut a, rendered_8_bit(&spec(tone, seed)), &label).unwrap();
+            failures.extend(target_failures(&c, &label));
+            if tone != TonePreset::Dark && c.scar_count().relative_error() > 0.15 {
+                failures.push(format!("{label}: scars {:?}", c.scar_count()));
             }
-            // Mean pore diameter within 15% (sizes are measured at half-max).
-            if c.pore_diameter().relative_error() > 0.15 {
-                failures.push(format!("{label}: pore diameter {:?}", c.pore_diameter()));
-            }
-            // Pigmented area error ≤ 2 percentage points, and every macule found once.
-            if c.pigment_area_pct().error().abs() > 2.0 {
-                failures.push(format!("{label}: pigment area {:?}", c.pigment_area_pct()));
-            }
-            if c.pigment_count().error() != 0.0 {
-                failures.push(format!("{label}: pigment spots {:?}", c.pigment_count()));
-            }
-            // ITA° error ≤ 3°.
-            if c.ita().error().abs() > 3.0 {
-                failures.push(format!("{label}: ITA {:?}", c.ita()));
-            }
-            // Erythema area within 1 percentage point.
-            if c.redness_area_pct().error().abs() > 1.0 {
-                failures.push(format!("{label}: redness area {:?}", c.redness_area_pct()));
-            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// Known gap: rounding dark skin's blue to 8 bits draws code contours across smooth skin,
+/// millimetres apart, which the Tsumura shading (−1.09 × blue density) turns into relief-band
+/// texture: its robust σ rose from 0.0045 (16-bit) to 0.0112–0.0128 on seeds 11–15, and the
+/// candidate and wall thresholds (2σ, 3σ) with it. Shallow rolling scars (0.07–0.13 mm deep)
+/// fall below them: 6, 5, 5, 7, 6 scars for 7 (16-bit: 6, 7, 7, 7, 7). Neither the
+/// noise-weighted relief (the photo reads no pixel noise) nor the band regression
+/// (`Relief::from_band_covariance`: it would remove 16–27% of the variance) applies. Light and tan
+/// skin keep their counts (above).
+#[test]
+#[ignore = "known gap, issue 3: 8-bit rounding of dark skin's blue costs shallow rolling scars"]
+fn eight_bit_dark_phantoms_keep_the_scar_count() {
+    let mut a = analyzer();
+    let mut failures = Vec::new();
+    for seed in 11..=15 {
+        let label = format!("dark seed {seed}, 8 bits");
+        let s = spec(TonePreset::Dark, seed);
+        let c = compare_rendered(&mut a, rendered_8_bit(&s), &label).unwrap();
+        // Scar count error ≤ 15%.
+        if c.scar_count().relative_error() > 0.15 {
+            failures.push(format!("{label}: scars {:?}", c.scar_count()));
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
@@ -985,10 +1048,7 @@ fn macules_whose_blue_is_clipped_are_not_scars() {
     let mut failures = Vec::new();
     for seed in 11..=15 {
         let s = melasma_spec(TonePreset::Dark, seed, [3.0, 4.0], 0.3);
-        let mut phantom = dermatrack::phantom::render(&s).expect("phantom renders");
-        for v in phantom.image.iter_mut() {
-            *v = (*v * 255.0).round() / 255.0;
-        }
+        let phantom = rendered_8_bit(&s);
         // The premise: blue is clipped (codes 0–1) somewhere in every scene's macules.
         let darkest_blue = phantom
             .image
