@@ -114,10 +114,10 @@ fn eight_bit_phantoms_meet_the_accuracy_targets() {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
-/// Known gap: rounding dark skin's blue to 8 bits draws code contours across smooth skin,
-/// millimetres apart, which the Tsumura shading (−1.09 × blue density) turns into relief-band
-/// texture: its robust σ rose from 0.0045 (16-bit) to 0.0112–0.0128 on seeds 11–15, and the
-/// candidate and wall thresholds (2σ, 3σ) with it. Shallow rolling scars (0.07–0.13 mm deep)
+/// Known gap: dark skin's blue is 15–20 codes deep, where one 8-bit code is 0.07 OD, and the
+/// Tsumura shading weighs blue density by −1.09. Rounding to 8 bits raised the relief band's
+/// robust σ from 0.0045 (16-bit) to 0.0112–0.0128 on seeds 11–15, and the candidate and wall
+/// thresholds (2σ, 3σ) with it. Shallow rolling scars (0.07–0.13 mm deep)
 /// fall below them: 6, 5, 5, 7, 6 scars for 7 (16-bit: 6, 7, 7, 7, 7). Neither the
 /// noise-weighted relief (the photo reads no pixel noise) nor the band regression
 /// (`Relief::from_band_covariance`: it would remove 16–27% of the variance) applies. Light and tan
