@@ -266,7 +266,7 @@ impl Analyzer {
         regions: RegionSet,
         face: Option<FaceSummary>,
     ) -> Result<Analysis> {
-        crate::quality::add_capture_checks(&mut checked.quality, &checked.photo.pixels, &regions);
+        crate::quality::add_capture_checks(&mut checked.quality, &checked.photo, &regions);
         let Some(crop) = regions.union_bbox() else {
             return Err(Error::Decode {
                 path: checked.photo.path.clone(),

@@ -692,7 +692,7 @@ pub fn rounding_density(level: f64) -> f64 {
 /// `|dOD/dv|` of one sRGB channel at code value `v` (0–255): how much density one code of noise
 /// is. `1/v` on the linear segment (the density of a dark channel is as uncertain as the
 /// channel is shallow), `2.4/(v + 14.0)` on the power segment.
-fn density_per_code(v: f64) -> f64 {
+pub(crate) fn density_per_code(v: f64) -> f64 {
     let v = v.max(MIN_LEVEL_CODES);
     if v <= 0.04045 * 255.0 {
         1.0 / v

@@ -32,6 +32,21 @@ pub const MAX_SHADOW_CLIPPED: f64 = 0.05;
 /// JPEG; our dark phantom 0% clean or JPEG, 28% with σ 0.01 noise. Like `highlight_clipping`,
 /// 2% flags those photos and no portrait.
 pub const MAX_DARK_CHANNEL_CLIPPED: f64 = 0.02;
+/// Median blue level of the skin, in codes of 255, below which an 8-bit photo gets a note in
+/// [`QualityReport::notes`] that its blue is too shallow for shallow scars and faint erythema.
+///
+/// Why: one code of blue is `2.4/(v + 14)` OD at level `v` (0.07 OD at 19 codes), and the model
+/// weighs blue density by −1.09 in the shading and 3.6 in the melanin. On our dark phantoms
+/// (skin blue 19 codes) rounding to 8 bits raised the relief band's robust σ from 0.0045 to
+/// 0.011–0.013 and lost shallow rolling scars (6, 5, 5, 7, 6 of 7 on seeds 11–15, against
+/// 6, 7, 7, 7, 7 in 16 bits), and JPEG q90–95 took most of the erythema (0.3–1.3% for
+/// 1.9–2.9%). The independent renderer's dark skin reads 10 codes, its brown skin 47 (whose
+/// clean 8-bit images keep their counts), and the 13 shared portraits 48–155. 30 lies between,
+/// where one code is 0.055 OD. Not a failed check: the photo is measured as well as 8 bits
+/// allow, and the remedy is the capture (16 bits per channel, or more exposure without
+/// clipping red), which the note names.
+pub const MIN_BLUE_CODES: f64 = 30.0;
+
 /// Mean sRGB luminance limits (0..1): outside them the exposure is too far off for reliable
 /// color measurement even after normalization.
 pub const MEAN_LUMA_RANGE: (f64, f64) = (0.12, 0.92);
@@ -181,6 +196,27 @@ fn exposure_checks(img: &Rgb32FImage, mask: Option<&GrayImage>) -> QualityReport
     quality
 }
 
+/// The median code value (0–255) of channel `c` over the pixels where `mask` is set, from a
+/// histogram of the rounded codes (linear in the pixel count, for 8-bit photos whose samples
+/// are codes); `None` on an empty mask.
+fn median_code(img: &Rgb32FImage, mask: &GrayImage, c: usize) -> Option<f64> {
+    let mut histogram = [0u64; 256];
+    for (p, &m) in img.pixels().zip(mask.as_raw()) {
+        if m != 0 {
+            histogram[(255.0 * p.0[c].clamp(0.0, 1.0)).round() as usize] += 1;
+        }
+    }
+    let n: u64 = histogram.iter().sum();
+    let mut below = 0;
+    for (code, &count) in histogram.iter().enumerate() {
+        below += count;
+        if n > 0 && 2 * below > n {
+            return Some(code as f64);
+        }
+    }
+    None
+}
+
 /// Focus measure: variance of the Laplacian of log-luminance over the skin (Pech-Pacheco et
 /// al., "Diatom autofocusing in brightfield microscopy: a comparative study", ICPR 2000),
 /// at [`SHARPNESS_PX_PER_MM`], times 10⁴.
@@ -282,8 +318,21 @@ pub fn skin_mask(regions: &[RegionMask], width: u32, height: u32) -> GrayImage {
 /// [`check_photo`] again over the skin only (replacing the whole-frame values), and, for face
 /// regions, `sharpness` (≥ [`MIN_SHARPNESS`], see [`sharpness`]; other
 /// modes get the value as a note).
-pub fn add_capture_checks(report: &mut QualityReport, img: &Rgb32FImage, regions: &RegionSet) {
+pub fn add_capture_checks(report: &mut QualityReport, photo: &Photo, regions: &RegionSet) {
+    let img = &photo.pixels;
     let skin = skin_mask(&regions.regions, img.width(), img.height());
+    if photo.bits_per_channel == 8
+        && let Some(blue) = median_code(img, &skin, 2)
+        && blue < MIN_BLUE_CODES
+    {
+        let od_per_code = crate::model::density_per_code(blue);
+        report.notes.push(format!(
+            "blue on the skin is {blue:.0}/255 in this 8-bit photo (below {MIN_BLUE_CODES}): one \
+             code is {od_per_code:.2} OD there, so shallow rolling scars and faint erythema are \
+             measured less reliably (README, known gaps); a 16-bit capture, or more exposure \
+             without clipping red, measures them better"
+        ));
+    }
     let px_per_mm = regions.scale.px_per_mm;
     if let Some((hue, _)) = skin_hue_chroma(img, &skin) {
         report.push_range("skin_hue_deg", hue, SKIN_HUE_RANGE_DEG);
@@ -362,7 +411,7 @@ mod tests {
         let hue = |rgb: [f32; 3]| {
             let img = Rgb32FImage::from_pixel(40, 40, image::Rgb(rgb));
             let mut report = QualityReport::default();
-            add_capture_checks(&mut report, &img, &set);
+            add_capture_checks(&mut report, &Photo::from_pixels("p", img), &set);
             report.check("skin_hue_deg").cloned().unwrap()
         };
         // Skin under neutral light (hue ≈ 50°) passes; the same skin under a green lamp fails.
@@ -373,6 +422,51 @@ mod tests {
         );
         let green = hue([0.55, 0.62, 0.40]);
         assert!(!green.passed, "{green:?}");
+    }
+
+    #[test]
+    fn shallow_blue_in_an_8_bit_photo_is_noted() {
+        use crate::regions::{RegionMask, RegionSet, Scale, ScaleSource};
+        let set = RegionSet {
+            regions: vec![RegionMask::whole(40, 40)],
+            scale: Scale {
+                px_per_mm: 10.0,
+                source: ScaleSource::User,
+                relative_uncertainty: None,
+            },
+            mode_used: "whole".into(),
+            notes: Vec::new(),
+        };
+        let notes = |blue: f32, bits: u8| {
+            // Skin with a quarter of it (below the median) darker in blue.
+            let img = Rgb32FImage::from_fn(40, 40, |x, _| {
+                let b = if x < 10 { blue - 8.0 } else { blue };
+                Rgb([97.0 / 255.0, 50.0 / 255.0, b / 255.0])
+            });
+            let photo = Photo {
+                bits_per_channel: bits,
+                ..Photo::from_pixels("p", img)
+            };
+            let mut report = QualityReport::default();
+            add_capture_checks(&mut report, &photo, &set);
+            report.notes
+        };
+        // Dark skin's blue (19 codes) in an 8-bit photo: noted, with its density per code.
+        let dark = notes(19.0, 8);
+        let blue_note = dark
+            .iter()
+            .find(|n| n.starts_with("blue on the skin is 19/255"));
+        assert!(blue_note.is_some_and(|n| n.contains("0.07 OD")), "{dark:?}");
+        // The same skin stored in 16 bits, and brown skin's blue (47 codes) in 8 bits: no note.
+        for (blue, bits) in [(19.0, 16), (47.0, 8)] {
+            let n = notes(blue, bits);
+            assert!(
+                !n.iter().any(|n| n.starts_with("blue on")),
+                "{blue} {bits}: {n:?}"
+            );
+        }
+        // The median, not the darkest quarter, decides: 32 codes with a quarter at 24 pass.
+        assert!(!notes(32.0, 8).iter().any(|n| n.starts_with("blue on")));
     }
 
     #[test]
