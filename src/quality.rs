@@ -395,10 +395,10 @@ mod tests {
         assert!(!checked.quality.passed);
     }
 
-    #[test]
-    fn a_gross_colour_cast_fails_the_skin_hue_check() {
-        use crate::regions::{RegionMask, RegionSet, Scale, ScaleSource};
-        let set = RegionSet {
+    /// One region covering a 40 × 40-px photo at 10 px/mm, as `--regions whole` gives.
+    fn whole_40_px() -> RegionSet {
+        use crate::regions::{RegionMask, Scale, ScaleSource};
+        RegionSet {
             regions: vec![RegionMask::whole(40, 40)],
             scale: Scale {
                 px_per_mm: 10.0,
@@ -407,7 +407,12 @@ mod tests {
             },
             mode_used: "whole".into(),
             notes: Vec::new(),
-        };
+        }
+    }
+
+    #[test]
+    fn a_gross_colour_cast_fails_the_skin_hue_check() {
+        let set = whole_40_px();
         let hue = |rgb: [f32; 3]| {
             let img = Rgb32FImage::from_pixel(40, 40, image::Rgb(rgb));
             let mut report = QualityReport::default();
@@ -426,17 +431,7 @@ mod tests {
 
     #[test]
     fn shallow_blue_in_an_8_bit_photo_is_noted() {
-        use crate::regions::{RegionMask, RegionSet, Scale, ScaleSource};
-        let set = RegionSet {
-            regions: vec![RegionMask::whole(40, 40)],
-            scale: Scale {
-                px_per_mm: 10.0,
-                source: ScaleSource::User,
-                relative_uncertainty: None,
-            },
-            mode_used: "whole".into(),
-            notes: Vec::new(),
-        };
+        let set = whole_40_px();
         let notes = |blue: f32, bits: u8| {
             // Skin with a quarter of it (below the median) darker in blue.
             let img = Rgb32FImage::from_fn(40, 40, |x, _| {
