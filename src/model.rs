@@ -682,9 +682,9 @@ fn normal_cdf(u: f64) -> f64 {
 
 /// The spread (natural-log OD) that 8-bit rounding alone gives the density of a channel whose
 /// level is `level` codes: a rounding error is uniform over one code (σ = 1/√12 code), times
-/// the density of one code there (`1/v` on sRGB's linear segment, `2.4/(v + 14)` above). The least random part of
-/// [`density_uncertainty`]; the scar detector's red-and-green relief test weighs its clearance
-/// by it where blue is unmeasured.
+/// the density of one code there (`1/v` on sRGB's linear segment, `2.4/(v + 14)` above it).
+/// The least random part of [`density_uncertainty`]; the scar detector's red-and-green relief
+/// test weighs its clearance by it where blue is unmeasured.
 pub fn rounding_density(level: f64) -> f64 {
     QUANTIZATION_CODES * density_per_code(level)
 }

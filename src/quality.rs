@@ -35,8 +35,9 @@ pub const MAX_DARK_CHANNEL_CLIPPED: f64 = 0.02;
 /// Median blue level of the skin, in codes of 255, below which an 8-bit photo gets a note in
 /// [`QualityReport::notes`] that its blue is too shallow for shallow scars and faint erythema.
 ///
-/// Why: one code of blue is `2.4/(v + 14)` OD at level `v` (0.07 OD at 19 codes), and the model
-/// weighs blue density by −1.09 in the shading and 3.6 in the melanin. On our dark phantoms
+/// Why: one code of blue is `2.4/(v + 14)` OD at level `v` (`1/v` below 10 codes; 0.07 OD at
+/// 19 codes, 0.10 at 10), and the model weighs blue density by −1.09 in the shading and 3.6 in
+/// the melanin. On our dark phantoms
 /// (skin blue 19 codes) rounding to 8 bits raised the relief band's robust σ from 0.0045 to
 /// 0.011–0.013 and lost shallow rolling scars (6, 5, 5, 7, 6 of 7 on seeds 11–15, against
 /// 6, 7, 7, 7, 7 in 16 bits), and JPEG q90–95 took most of the erythema (0.3–1.3% for
@@ -317,7 +318,8 @@ pub fn skin_mask(regions: &[RegionMask], width: u32, height: u32) -> GrayImage {
 /// colour cast (`skin_hue_deg` within [`SKIN_HUE_RANGE_DEG`]), the exposure checks of
 /// [`check_photo`] again over the skin only (replacing the whole-frame values), and, for face
 /// regions, `sharpness` (≥ [`MIN_SHARPNESS`], see [`sharpness`]; other
-/// modes get the value as a note).
+/// modes get the value as a note). An 8-bit photo whose skin's median blue is below
+/// [`MIN_BLUE_CODES`] gets a note saying so.
 pub fn add_capture_checks(report: &mut QualityReport, photo: &Photo, regions: &RegionSet) {
     let img = &photo.pixels;
     let skin = skin_mask(&regions.regions, img.width(), img.height());
