@@ -1407,10 +1407,10 @@ const BLUE_UNMEASURED_CODE: f32 = 3.5;
 /// Where blue is unmeasured ([`BLUE_UNMEASURED_CODE`]), relief on red and green must reach
 /// this many σ of their 8-bit rounding at the cell's mean codes
 /// ([`crate::model::rounding_density`], through [`relief_on_red_green`]'s weights). At red ≈ 50
-/// and green ≈ 16 (a dark macule) that σ is 0.05, so a floor needs 0.1 of grey relief there. Without this a
-/// quantization contour in red and green that [`relief_on_red_green`] amplifies (3.1 × red −
-/// 2.1 × green) passed: one such floor in a clean dark macule read 0.11 of "relief" (red 0.74
-/// of green, the independent renderer's melanin against the model's 0.67).
+/// and green ≈ 16 (a dark macule) that σ is 0.05, so a floor needs 0.1 of grey relief there.
+/// Without this a quantization contour in red and green that [`relief_on_red_green`] amplifies
+/// (3.1 × red − 2.1 × green) passed: one such floor in a clean dark macule read 0.11 of
+/// "relief" (red 0.74 of green, the independent renderer's melanin against the model's 0.67).
 const RED_GREEN_QUANTA: f32 = 2.0;
 
 /// The relief in the red and green band-passes `red`, `green` with the melanin of the model's

@@ -42,7 +42,8 @@ pub const MAX_DARK_CHANNEL_CLIPPED: f64 = 0.02;
 /// 0.011–0.013 and lost shallow rolling scars (6, 5, 5, 7, 6 of 7 on seeds 11–15, against
 /// 6, 7, 7, 7, 7 in 16 bits), and JPEG q90–95 took most of the erythema (0.3–1.3% for
 /// 1.9–2.9%). The independent renderer's dark skin reads 10 codes, its brown skin 47 (whose
-/// clean 8-bit images keep their counts), and the 13 shared portraits 48–155. 30 lies between,
+/// clean 8-bit images keep their counts), and the 13 shared portraits 48–155 (skin medians,
+/// a temporary debug print; a photo below the limit shows its own in the note). 30 lies between,
 /// where one code is 0.055 OD. Not a failed check: the photo is measured as well as 8 bits
 /// allow, and the remedy is the capture (16 bits per channel, or more exposure without
 /// clipping red), which the note names.
