@@ -145,6 +145,60 @@ fn eight_bit_dark_phantoms_keep_the_scar_count() {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
+/// Known gap: JPEG costs shallow rolling scars on every tone, even at q95. A JPEG stores 8-bit
+/// Y, Cb and Cr; a relief's grey change of a few percent moves Cb and Cr by a tenth of a code,
+/// which their rounding and quantization drop, so the photo keeps only its luma: equal code
+/// steps in R, G and B. In optical density an equal code step is largest where the code is
+/// smallest, blue on skin, and the Tsumura shading row `T` = (1.19, 0.90, −1.09) then cancels
+/// much of it. With the chroma all lost it reads (Σ L_c/d_c)·(Σ T_c·d_c) of the relief, `L`
+/// the luma weights (0.299, 0.587, 0.114) and `d_c` = 2.4/(v_c + 14) one code's density at
+/// code `v_c` (the sRGB curve's slope): at these phantoms' median codes 0.66 on light skin
+/// (197, 160, 138), 0.57 intermediate, 0.47 tan (174, 129, 100) and 0.16 brown (144, 96, 62),
+/// while the mean of the red and green densities still reads 0.93–0.96. Measured on the lit
+/// walls of rolling scars (an 8-bit PNG against the same phantom at q95 or q75, scar band of
+/// each density, a throwaway script): light seed 12's 3.2-mm scar 0.0218 → 0.0165 (q95), intermediate seed 13's 2.8-mm scar 0.0289 → 0.0176 (q95),
+/// tan seed 15's 4.6-mm scar 0.0407 → 0.0172 (q75); their red-and-green lit walls 0.0241 →
+/// 0.0233, 0.0272 → 0.0278, 0.0315 → 0.0246. The weaker wall misses the wall threshold, or the
+/// shading misses the grey test's lower bound against red and green. The same JPEG rounding
+/// also raises the band's robust σ (light seed 12: 0.0052 in 8 bits, 0.0066 at q95), and the
+/// thresholds with it. Tried with scratch code, not kept: dequantizing the decoded Y, Cb and
+/// Cr planes (Gaussian σ 3 px, clamped to ±0.6 code, three rounds) missed 38 scars where the
+/// JPEGs missed 36 (the 24 phantoms at q95); skipping the grey test found 7 of the 73 missed
+/// at both qualities and added 74 false ones. The counts per seed are printed by
+/// `cargo test --release --test accuracy -- --ignored jpeg_keeps --nocapture`: outside 15% on
+/// 8 of the 24 phantoms at q95 and 12 at q75, against 1 as 8-bit PNGs.
+#[test]
+#[ignore = "known gap, issue 3: JPEG's lost chroma weakens shallow relief in the Tsumura shading"]
+fn jpeg_keeps_the_shallow_scars_of_light_and_medium_skin() {
+    let mut a = analyzer();
+    let mut failures = Vec::new();
+    for tone in [
+        TonePreset::Light,
+        TonePreset::Intermediate,
+        TonePreset::Tan,
+        TonePreset::Brown,
+    ] {
+        for seed in 11..=16 {
+            let s = spec(tone, seed);
+            let label = format!("{} seed {seed}", tone.name());
+            let eight = compare_rendered(&mut a, rendered_8_bit(&s), &label).unwrap();
+            let mut line = format!("{label}: 8 bits {:?}", eight.scar_count());
+            for quality in [95, 75] {
+                let mut s = s.clone();
+                s.nuisances.jpeg_quality = Some(quality);
+                let scars = compare(&mut a, &s, &label).unwrap().scar_count();
+                line += &format!(", q{quality} {} of {}", scars.measured, scars.truth);
+                // Scar count error ≤ 15%.
+                if scars.relative_error() > 0.15 {
+                    failures.push(format!("{label} q{quality}: scars {scars:?}"));
+                }
+            }
+            println!("{line}");
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
 /// Scar count error ≤ 15%. Shallow rolling scars (depth 0.05–0.15 mm) are found by their
 /// relief dipole (a lit wall next to a shadowed one in `scar_response`), which pores lack
 /// (within 15% on these seeds and tones).
