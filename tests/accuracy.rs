@@ -1036,21 +1036,14 @@ fn jpeg_on_tan_skin_without_erythema_keeps_the_scar_count() {
     );
 }
 
-/// Macules are not scars, on dark skin under sensor noise and JPEG either. There the blue
-/// channel is a few codes deep and noise or JPEG rounding moves part of a macule's melanin into
-/// the Tsumura shading, as deep as a scar's floor (see `RED_GREEN_MIN` in `src/metrics.rs`).
-/// Before the red/green test, 10 of these 16 images counted 1–3 scars.
-#[test]
-fn macules_on_noisy_dark_skin_are_not_scars() {
+/// Dark skin with six strong macules (2–6 mm, melanin excess 0.6–1.2) and no scars, under
+/// σ `noise` linear noise and JPEG at `jpeg`: the scars counted on seeds 61–64, each one a
+/// failure.
+fn scars_among_dark_macules(cases: &[(&str, f64, Option<u8>)]) -> Vec<String> {
     let mut a = analyzer();
     let mut failures = Vec::new();
     for seed in 61..=64 {
-        for (name, noise, jpeg) in [
-            ("noise 0.004", 0.004, None),
-            ("noise 0.008", 0.008, None),
-            ("jpeg q85", 0.0, Some(85)),
-            ("noise 0.004 + jpeg q85", 0.004, Some(85)),
-        ] {
+        for &(name, noise, jpeg) in cases {
             let mut s = spec(TonePreset::Dark, seed);
             s.scars.icepick.count = 0;
             s.scars.boxcar.count = 0;
@@ -1066,6 +1059,39 @@ fn macules_on_noisy_dark_skin_are_not_scars() {
             }
         }
     }
+    failures
+}
+
+/// Macules are not scars, on dark skin under sensor noise and JPEG either. There the blue
+/// channel is a few codes deep and noise or JPEG rounding moves part of a macule's melanin into
+/// the Tsumura shading, as deep as a scar's floor (see `RED_GREEN_MIN` in `src/metrics.rs`).
+/// Before the red/green test, 10 of these 16 images counted 1–3 scars.
+#[test]
+fn macules_on_noisy_dark_skin_are_not_scars() {
+    let failures = scars_among_dark_macules(&[
+        ("noise 0.004", 0.004, None),
+        ("noise 0.008", 0.008, None),
+        ("jpeg q85", 0.0, Some(85)),
+        ("noise 0.004 + jpeg q85", 0.004, Some(85)),
+    ]);
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// Known gap: the same macules at q90 and q75, whose JPEG error reads as no pixel noise, so
+/// the relief is the band regression (`Relief::from_band_covariance` in `src/relief.rs`).
+/// The melanin band it mixes in carries these strong macules, and 2 and 3 scars are counted
+/// on seeds 61 and 64 at q90, 2 on seed 64 at q75 (measured with 0.4.26). Fitting the mix
+/// only on plain skin (pixels within 2 or 3 robust σ of every band) left 1–2 on three seeds
+/// (a temporary change). Found when the regression was tried at q85 too (there the photo reads
+/// pixel noise and the model's band is measured): it mended q85's relief band (robust spread
+/// 0.023–0.031 → 0.0031–0.0062 on seeds 41 and 11–14, scars at q85 5, 5, 4, 5, 4 → 7, 5, 5,
+/// 5, 5 of 7, and on the independent renderer's JPEGs summed scar error 100 → 98), but these
+/// macules gave 1–2 scars on three seeds at q85, so it was not kept.
+#[test]
+#[ignore = "known gap, issue 3: the band regression of dark JPEGs lets strong macules in as scars"]
+fn macules_on_dark_jpeg_at_q90_and_q75_are_not_scars() {
+    let failures =
+        scars_among_dark_macules(&[("jpeg q90", 0.0, Some(90)), ("jpeg q75", 0.0, Some(75))]);
     assert!(failures.is_empty(), "{failures:#?}");
 }
 

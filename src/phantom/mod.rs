@@ -111,9 +111,16 @@ pub struct Phantom {
 
 impl Phantom {
     /// The final image as an in-memory [`crate::io::Photo`] named `name`, ready for the
-    /// pipeline without a trip through the file system.
+    /// pipeline without a trip through the file system. A JPEG phantom's photo says so (format
+    /// `jpeg`, 8 bits), as its file's would: the report's provenance and the capture notes
+    /// (shallow blue in an 8-bit photo, see [`crate::quality`]) go by them.
     pub fn to_photo(&self, name: impl Into<PathBuf>) -> crate::io::Photo {
-        crate::io::Photo::from_pixels(name, self.image.clone())
+        let mut photo = crate::io::Photo::from_pixels(name, self.image.clone());
+        if self.jpeg.is_some() {
+            photo.format = "jpeg";
+            photo.bits_per_channel = 8;
+        }
+        photo
     }
 }
 

@@ -346,6 +346,10 @@ fn jpeg_option_produces_a_decodable_jpeg() {
     .unwrap();
     assert_eq!(photo.format, "jpeg");
     assert_eq!(photo.pixels, p.image);
+    // Analysed in memory, it is the same 8-bit JPEG.
+    let in_memory = p.to_photo("p");
+    assert_eq!((in_memory.format, in_memory.bits_per_channel), ("jpeg", 8));
+    assert_eq!(in_memory.pixels, photo.pixels);
     // The encoder writes 4:4:4, as documented on `jpeg_quality`: every component of the
     // baseline frame header (SOF0) has sampling factors 1×1.
     let sof = bytes.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
